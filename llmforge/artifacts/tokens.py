@@ -1,0 +1,162 @@
+"""The `tokens` contract: flat binary token shards plus `index.json`.
+
+Layout::
+
+    tokens/
+      manifest.json
+      index.json          {"format": 1, "dtype": "uint16", "vocab_size": V, "eos_id": E,
+                           "splits": {"train": {"tokens": N, "documents": D,
+                                                "shards": [{"file": "train/00000.bin", "tokens": n, "documents": d}]},
+                                      "val": {...}},
+                           "sources": {"stdlib": {"train_tokens": n, "val_tokens": m, "documents": d}}}
+      train/00000.bin …   little-endian uint16 (vocab ≤ 65536) or uint32 ids, EOS after every document
+      val/00000.bin …
+
+`TokenShards` memory-maps one split as one long token stream; `TokenWindows` cuts it into fixed windows
+for training (seeded shuffle per epoch, deterministic per-rank sharding, resumable from a cursor).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmforge.console import UserError
+
+INDEX = "index.json"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val")
+
+
+def dtype_for_vocab(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (vocab ≤ 65536), uint32 otherwise."""
+    if vocab_size <= 0:
+        raise ValueError("vocab_size must be positive")
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def read_index(path: str | Path) -> dict[str, Any]:
+    f = Path(path) / INDEX
+    if not f.is_file():
+        raise UserError(f"{path}: tokens artifact has no {INDEX}")
+    try:
+        index = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{f}: corrupt index ({e})") from None
+    for key in ("dtype", "vocab_size", "eos_id", "splits"):
+        if key not in index:
+            raise UserError(f"{f}: index lacks '{key}'")
+    if index["dtype"] not in ("uint16", "uint32"):
+        raise UserError(f"{f}: dtype {index['dtype']!r} is not uint16 or uint32")
+    return index
+
+
+def validate_tokens(path: str | Path) -> dict[str, Any]:
+    """Check every shard against index.json (whole number of tokens, count as indexed). Returns the index."""
+    path = Path(path)
+    index = read_index(path)
+    itemsize = np.dtype(index["dtype"]).itemsize
+    for split, info in index["splits"].items():
+        total = 0
+        for shard in info.get("shards", []):
+            f = path / shard["file"]
+            if not f.is_file():
+                raise UserError(f"{f}: shard listed in {INDEX} is missing")
+            size = f.stat().st_size
+            if size % itemsize:
+                raise UserError(f"{f}: {size} bytes is not a whole number of {index['dtype']} tokens (truncated?)")
+            if size // itemsize != shard["tokens"]:
+                raise UserError(
+                    f"{f}: holds {size // itemsize} tokens but {INDEX} says {shard['tokens']} (corrupt shard)"
+                )
+            total += shard["tokens"]
+        if total != info.get("tokens", total):
+            raise UserError(f"{path / INDEX}: split {split} shards add up to {total}, index says {info['tokens']}")
+    return index
+
+
+class TokenShards:
+    """One split of a tokens artifact, memory-mapped, addressed as a single stream of token ids."""
+
+    def __init__(self, path: str | Path, split: str = "train"):
+        self.path = Path(path)
+        self.index = validate_tokens(self.path)
+        if split not in self.index["splits"]:
+            raise UserError(f"{self.path}: no '{split}' split (have: {', '.join(self.index['splits'])})")
+        self.split = split
+        self.dtype = np.dtype(self.index["dtype"])
+        self.vocab_size: int = self.index["vocab_size"]
+        self.eos_id: int = self.index["eos_id"]
+        shards = [s for s in self.index["splits"][split]["shards"] if s["tokens"] > 0]
+        self._maps = [np.memmap(self.path / s["file"], dtype=self.dtype, mode="r") for s in shards]
+        self._starts = np.cumsum([0] + [len(m) for m in self._maps])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """Tokens [start, start+length) of the stream as int64 (crossing shard boundaries as needed)."""
+        if start < 0 or start + length > len(self):
+            raise IndexError(f"read [{start}, {start + length}) outside a stream of {len(self)} tokens")
+        out = np.empty(length, dtype=np.int64)
+        pos, filled = start, 0
+        shard = int(np.searchsorted(self._starts, pos, side="right") - 1)
+        while filled < length:
+            m = self._maps[shard]
+            offset = pos - int(self._starts[shard])
+            take = min(length - filled, len(m) - offset)
+            out[filled : filled + take] = m[offset : offset + take]
+            filled += take
+            pos += take
+            shard += 1
+        return out
+
+
+@dataclass
+class TokenWindows:
+    """Fixed windows of `seq_len + 1` tokens (inputs and shifted targets) over a split.
+
+    Window order is a seeded permutation per epoch; position `cursor` in the global order is deterministic,
+    so a run resumes exactly by saving the cursor. Rank `r` of `world` takes every world-th window of each
+    global batch, so all ranks together see exactly what one process would.
+    """
+
+    shards: TokenShards
+    seq_len: int
+    seed: int = 0
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        self.num_windows = (len(self.shards) - 1) // self.seq_len
+        if self.num_windows < 1:
+            raise UserError(
+                f"{self.shards.path}: split '{self.shards.split}' has {len(self.shards)} tokens, fewer than one "
+                f"window of seq_len+1 = {self.seq_len + 1}"
+            )
+        self._epoch = -1
+        self._order: np.ndarray | None = None
+
+    def _order_for(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            if self.shuffle:
+                self._order = np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
+            else:
+                self._order = np.arange(self.num_windows)
+            self._epoch = epoch
+        assert self._order is not None
+        return self._order
+
+    def window(self, position: int) -> np.ndarray:
+        """The window at global position `position` (positions run on across epochs)."""
+        epoch, i = divmod(position, self.num_windows)
+        w = int(self._order_for(epoch)[i])
+        return self.shards.read(w * self.seq_len, self.seq_len + 1)
+
+    def batch(self, cursor: int, batch_size: int, rank: int = 0, world: int = 1) -> np.ndarray:
+        """Rows of one rank's micro-batch: global positions cursor + rank + k·world, k < batch_size."""
+        rows = [self.window(cursor + rank + k * world) for k in range(batch_size)]
+        return np.stack(rows)

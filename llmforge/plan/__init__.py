@@ -1,0 +1,1 @@
+"""llmforge plan stage."""

@@ -1,0 +1,262 @@
+"""Recipes: one TOML file describes one run (DESIGN.md §3).
+
+TOML → pydantic models, one model per table, unknown keys forbidden. Each stage owns its table's model in
+`llmforge/<stage>/config.py` (pydantic only — importing a config never imports torch); this module gathers
+them into `Recipe`, applies `--set a.b.c=value` overrides and turns validation errors into one line:
+
+    recipes/tiny.toml: train.lr = "fast": expected a number
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from llmforge.console import UserError
+from llmforge.recipe_base import Table
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class RunConfig(Table):
+    """`[run]`: names the run; every stage of one recipe writes into `out_dir/name/`."""
+
+    name: str = Field("run", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    out_dir: Path = Path("runs")
+    seed: int = Field(0, ge=0)
+
+    @property
+    def dir(self) -> Path:
+        return self.out_dir / self.name
+
+
+# Stage tables. Imported here (not lazily) so `recipe check` validates every table; these modules hold
+# pydantic models only.
+from llmforge.data.config import DataConfig  # noqa: E402
+from llmforge.eval.config import EvalConfig  # noqa: E402
+from llmforge.plan.config import PlanConfig  # noqa: E402
+from llmforge.pretrain.config import ModelConfig, TrainConfig  # noqa: E402
+from llmforge.tokenizer.config import TokenizerConfig  # noqa: E402
+
+
+class Recipe(Table):
+    run: RunConfig = Field(default_factory=RunConfig)
+    plan: PlanConfig | None = None
+    data: DataConfig | None = None
+    tokenizer: TokenizerConfig | None = None
+    model: ModelConfig | None = None
+    train: TrainConfig | None = None
+    eval: EvalConfig | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.dir
+
+    def table(self, name: str) -> Any:
+        """The table a stage needs, or a UserError naming the missing table."""
+        value = getattr(self, name)
+        if value is None:
+            raise UserError(f"{self._source or 'recipe'}: missing table [{name}], which this stage needs")
+        return value
+
+    _source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(_drop_none(self.to_dict()))
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override and validate a recipe. Every problem is a `UserError` naming file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: recipe file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+    for item in overrides:
+        apply_override(raw, item, source=str(path))
+    return validate_recipe(raw, source=str(path))
+
+
+def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(format_validation_error(e, raw, source)) from None
+    recipe._source = source
+    return recipe
+
+
+def parse_value(text: str) -> Any:
+    """Coerce a `--set` value: TOML literals (ints, floats incl. 3e-4, true/false, [lists], "strings"),
+    Python-style True/False, and anything else as a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    if text in ("True", "False"):
+        return text == "True"
+    if text.startswith("[") and text.endswith("]"):  # a list of bare words: [a, b]
+        return [parse_value(p.strip()) for p in text[1:-1].split(",") if p.strip()]
+    return text
+
+
+def apply_override(raw: dict[str, Any], item: str, source: str = "recipe") -> None:
+    """Apply one `a.b.c=value` override to the raw TOML dict (validated later with the rest)."""
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=3e-4")
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"{source}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a table")
+        node = child
+    node[parts[-1]] = parse_value(value.strip())
+
+
+# ------------------------------------------------------------------------------------- error messages
+
+_EXPECTED = {
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "finite_number": "expected a finite number",
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
+    "path_type": "expected a path (string)",
+    "missing": "missing required key",
+}
+
+
+def format_validation_error(error: ValidationError, raw: dict[str, Any], source: str) -> str:
+    """One line for the first problem (plus a count of the others)."""
+    errors = error.errors()
+    first = errors[0]
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and "[" in p)]  # drop union-branch tags
+    dotted = _dotted(loc)
+    etype = first["type"]
+    if etype == "extra_forbidden":
+        hint = _suggest(loc)
+        msg = f"{source}: unknown key {dotted}" + (f" (did you mean {hint}?)" if hint else "")
+        valid = _valid_keys(loc[:-1])
+        if not hint and valid:
+            msg += f"; valid keys: {', '.join(valid)}"
+    else:
+        given = _lookup(raw, loc)
+        expected = _EXPECTED.get(etype) or _literal_expected(first) or first["msg"]
+        shown = "" if etype == "missing" else f" = {_show(given)}"
+        msg = f"{source}: {dotted}{shown}: {expected}"
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return msg
+
+
+def _literal_expected(err: dict[str, Any]) -> str | None:
+    if err["type"] in ("literal_error", "enum"):
+        return "expected one of " + err.get("ctx", {}).get("expected", "")
+    if err["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "expected a value " + err["msg"].removeprefix("Input should be ")
+    return None
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value)
+        return text if len(text) < 60 else text[:57] + "..."
+    return json.dumps(value) if isinstance(value, (str, bool)) or value is None else str(value)
+
+
+def _lookup(raw: Any, loc: list[Any]) -> Any:
+    node = raw
+    for p in loc:
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _model_at(loc: list[Any]) -> type[BaseModel] | None:
+    """The pydantic model that owns the table at `loc` (list indices skipped)."""
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        model = _unwrap_model(field.annotation)
+    return model
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap_model(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list, tuple, dict):
+        for arg in typing.get_args(annotation):
+            found = _unwrap_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _valid_keys(loc: list[Any]) -> list[str]:
+    model = _model_at(loc)
+    return sorted(model.model_fields) if model else []
+
+
+def _suggest(loc: list[Any]) -> str | None:
+    valid = _valid_keys(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+    if not close:
+        return None
+    return _dotted([*loc[:-1], close[0]])

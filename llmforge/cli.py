@@ -141,7 +141,8 @@ def _print_inspect(path: Path, manifest: dict, tree: dict, problem: str | None) 
 
 
 # ------------------------------------------------------------------------------------------- stages
-# One line per stage that exists. Each stage's cli.py must stay light to import.
+# One registration per stage that exists, in pipeline order. Each stage's cli.py must stay light to import.
+# (stage registrations: keep this comment line; add yours below it)
 
 
 def main(argv: list[str] | None = None) -> None:

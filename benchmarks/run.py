@@ -1,0 +1,47 @@
+"""`make bench`: run every `benchmarks/bench_*.py` and write its results to `benchmarks/results/<name>.json`.
+
+Each module defines `run() -> dict`. Run one with `python -m benchmarks.run plan` (names without `bench_`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main(names: list[str]) -> int:
+    modules = sorted(p.stem for p in HERE.glob("bench_*.py"))
+    if names:
+        modules = [m for m in modules if m.removeprefix("bench_") in names]
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    failed = 0
+    for name in modules:
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        try:
+            result = importlib.import_module(f"benchmarks.{name}").run()
+        except Exception as e:  # noqa: BLE001 - report and go on with the other benchmarks
+            print(f"   failed: {type(e).__name__}: {e}", flush=True)
+            failed += 1
+            continue
+        result = {
+            "benchmark": name.removeprefix("bench_"),
+            "machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count()},
+            "wall_s": round(time.perf_counter() - start, 2),
+            **result,
+        }
+        path = out_dir / f"{name.removeprefix('bench_')}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

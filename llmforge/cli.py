@@ -147,17 +147,19 @@ def _print_inspect(path: Path, manifest: dict, tree: dict, problem: str | None) 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI inside the error boundary (exit 0/1/2)."""
-    import click
-
+    try:  # recent typer vendors click
+        from typer._click import exceptions as click_exceptions
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click_exceptions
     command = typer.main.get_command(app)
     with error_boundary():
         try:
             rc = command.main(args=argv, prog_name="llmforge", standalone_mode=False)
-        except click.exceptions.Exit as e:
+        except typer.Exit as e:
             rc = e.exit_code
-        except click.exceptions.Abort:
+        except typer.Abort:
             raise KeyboardInterrupt from None
-        except click.exceptions.ClickException as e:
+        except click_exceptions.ClickException as e:
             e.show()
             rc = 2
         raise SystemExit(rc if isinstance(rc, int) else 0)

@@ -166,22 +166,20 @@ def require(path: str | Path, kind: str | Sequence[str]) -> dict[str, Any]:
     return manifest
 
 
-def lineage(path: str | Path, _seen: set[str] | None = None) -> dict[str, Any]:
+def lineage(path: str | Path, _ancestors: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The artifact, its inputs, their inputs, … as a tree of {path, kind, created_at, inputs}."""
-    seen = _seen if _seen is not None else set()
     p = Path(path).resolve()
     node: dict[str, Any] = {"path": str(p)}
-    if str(p) in seen:
+    if str(p) in _ancestors:
         node["cycle"] = True
         return node
-    seen.add(str(p))
     try:
         m = read_manifest(p)
     except UserError:
         node["kind"] = "missing" if not p.exists() else ("file" if p.is_file() else "directory")
         return node
     node.update(kind=m["kind"], created_at=m["created_at"], content_hash=m.get("content_hash"))
-    node["inputs"] = [lineage(ref["path"], seen) for ref in m.get("inputs", [])]
+    node["inputs"] = [lineage(ref["path"], _ancestors | {str(p)}) for ref in m.get("inputs", [])]
     return node
 
 

@@ -29,8 +29,32 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+RUN_DIR := runs/tiny
+SHARED_DATA ?= ../shared/data
+
+# The whole pipeline on the embedded default (the running Python's standard library), ~5 min on 2 CPU cores.
 demo: install
 	$(LLMFORGE) recipe check $(RECIPE)
+	$(LLMFORGE) plan --compute 1e21 --gpu h100-sxm --gpus 8 --price 2.5
+	$(LLMFORGE) plan shape --arch llama --layers 4 --d-model 128 --heads 4 --vocab 4096 --seq 256
+	$(LLMFORGE) data build $(RECIPE)
+	$(LLMFORGE) data sample $(RUN_DIR)/dataset -n 2
+	$(LLMFORGE) tokenize train $(RECIPE)
+	$(LLMFORGE) tokenize encode $(RECIPE)
+	$(LLMFORGE) pretrain $(RECIPE)
+	first=$$(ls -d $(RUN_DIR)/checkpoints/step-* | head -1); last=$$(ls -d $(RUN_DIR)/checkpoints/step-* | tail -1); \
+	reports=""; \
+	for c in $$first $$last; do \
+	  $(LLMFORGE) eval perplexity $$c --tokens $(RUN_DIR)/tokens || exit 1; \
+	  reports="$$reports $(RUN_DIR)/reports/perplexity/$$(basename $$c)"; \
+	  if [ -d $(SHARED_DATA)/piqa ]; then \
+	    $(LLMFORGE) eval run $$c --recipe $(RECIPE) --set eval.data_dir=$(SHARED_DATA) || exit 1; \
+	    reports="$$reports $(RUN_DIR)/reports/eval/$$(basename $$c)"; \
+	  else echo "($(SHARED_DATA)/piqa not found: skipping the offline PIQA benchmark)"; fi; \
+	done; \
+	$(LLMFORGE) eval compare $$reports --png $(RUN_DIR)/reports/compare.png
+	$(LLMFORGE) plan frontier --png $(RUN_DIR)/reports/frontier.png --run $(RUN_DIR)
+	$(LLMFORGE) inspect $(RUN_DIR)/reports/pretrain
 
 bench: install
 	$(PY) -m benchmarks.run

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -35,9 +34,11 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables (errors still print)."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars or tables (errors still print)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    version: Optional[bool] = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
+    version: bool | None = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
@@ -93,7 +94,9 @@ def recipe_show(
 
 @app.command("inspect")
 def inspect_artifact(
-    path: Path = typer.Argument(..., help="An artifact directory (dataset, tokenizer, tokens, checkpoint, report)."),
+    path: Path = typer.Argument(
+        ..., help="An artifact directory (dataset, tokenizer, tokens, checkpoint, report)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest and lineage as JSON."),
 ) -> None:
     """Show an artifact's kind, inputs, statistics and lineage, and check it against its contract.
@@ -127,7 +130,9 @@ def _print_inspect(path: Path, manifest: dict, tree: dict, problem: str | None) 
         "git commit": (manifest.get("environment", {}).get("git_commit") or "-")[:12],
         "valid": "yes" if problem is None else f"NO: {problem}",
     }
-    rows.update({f"stats.{k}": v for k, v in manifest.get("stats", {}).items() if not isinstance(v, (dict, list))})
+    rows.update(
+        {f"stats.{k}": v for k, v in manifest.get("stats", {}).items() if not isinstance(v, (dict, list))}
+    )
     summary_table(f"{path}", rows)
 
     def add(node: Tree, item: dict) -> None:
@@ -141,8 +146,22 @@ def _print_inspect(path: Path, manifest: dict, tree: dict, problem: str | None) 
 
 
 # ------------------------------------------------------------------------------------------- stages
-# One registration per stage that exists, in pipeline order. Each stage's cli.py must stay light to import.
-# (stage registrations: keep this comment line; add yours below it)
+# One sub-app per stage that exists, in pipeline order. Each stage's cli.py stays light to import.
+
+from llmforge.data.cli import app as data_app  # noqa: E402
+from llmforge.eval.cli import app as eval_app  # noqa: E402
+from llmforge.plan.cli import app as plan_app  # noqa: E402
+from llmforge.pretrain.cli import app as pretrain_app  # noqa: E402
+from llmforge.tokenizer.cli import app as tokenize_app  # noqa: E402
+
+for _name, _stage in (
+    ("plan", plan_app),
+    ("data", data_app),
+    ("tokenize", tokenize_app),
+    ("pretrain", pretrain_app),
+    ("eval", eval_app),
+):
+    app.add_typer(_stage, name=_name)
 
 
 def main(argv: list[str] | None = None) -> None:

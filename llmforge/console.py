@@ -44,7 +44,8 @@ class _State:
 
 
 state = _State()
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False)  # human output; silenced by --quiet
+_errors = Console(stderr=True, highlight=False)  # errors and warnings; never silenced
 
 
 def configure(*, quiet: bool | None = None, debug: bool | None = None) -> None:
@@ -62,7 +63,7 @@ def info(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}")
+    _errors.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def emit_json(obj: Any) -> None:
@@ -121,7 +122,9 @@ def track(items: Iterable, *, total: int | None = None, description: str = "", u
             bar.update(task, completed=i, rate=rate_text(i, time.perf_counter() - start, unit))
 
 
-def summary_table(title: str, rows: Sequence[Sequence[Any]] | Mapping[str, Any], columns: Sequence[str] = ()) -> Table:
+def summary_table(
+    title: str, rows: Sequence[Sequence[Any]] | Mapping[str, Any], columns: Sequence[str] = ()
+) -> Table:
     """Build (and print, unless --quiet) a summary table. `rows` is a mapping (key/value) or row tuples."""
     table = Table(title=title, title_justify="left", show_header=bool(columns))
     if isinstance(rows, Mapping):
@@ -171,10 +174,10 @@ def error_boundary() -> Iterator[None]:
     except UserError as e:
         if state.debug:
             traceback.print_exc()
-        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        _errors.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+        _errors.print("[yellow]interrupted[/]")
         raise SystemExit(130) from None
     except SystemExit:
         raise
@@ -182,7 +185,7 @@ def error_boundary() -> Iterator[None]:
         if state.debug:
             traceback.print_exc()
             raise SystemExit(EXIT_RUNTIME) from None
-        console.print(
+        _errors.print(
             f"[bold red]error:[/] {type(e).__name__}: {escape(str(e))}\n[dim](run with --debug for the traceback)[/]",
             soft_wrap=True,
         )

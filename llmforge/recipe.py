@@ -180,6 +180,8 @@ def format_validation_error(error: ValidationError, raw: dict[str, Any], source:
         valid = _valid_keys(loc[:-1])
         if not hint and valid:
             msg += f"; valid keys: {', '.join(valid)}"
+    elif etype == "value_error":  # a table's own cross-key check: its message names the keys
+        msg = f"{source}: {first['msg'].removeprefix('Value error, ')}"
     else:
         given = _lookup(raw, loc)
         expected = _EXPECTED.get(etype) or _literal_expected(first) or first["msg"]

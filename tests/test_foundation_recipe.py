@@ -56,7 +56,9 @@ def test_unknown_key_in_list_of_tables(tmp_path):
         wieght = 2
         """,
     )
-    with pytest.raises(UserError, match=r"data\.sources\[0\]\.wieght \(did you mean data\.sources\[0\]\.weight\?\)"):
+    with pytest.raises(
+        UserError, match=r"data\.sources\[0\]\.wieght \(did you mean data\.sources\[0\]\.weight\?\)"
+    ):
         load_recipe(p)
 
 
@@ -72,7 +74,9 @@ def test_out_of_range_and_literal(tmp_path):
     with pytest.raises(UserError, match=r"train\.lr = -1\.0: expected a value greater than 0"):
         load_recipe(p)
     p = write(tmp_path, '[model]\narch = "mamba"\n')
-    with pytest.raises(UserError, match=r"model\.arch = \"mamba\": expected one of 'llama', 'gpt-neox' or 'gpt2'"):
+    with pytest.raises(
+        UserError, match=r"model\.arch = \"mamba\": expected one of 'llama', 'gpt-neox' or 'gpt2'"
+    ):
         load_recipe(p)
 
 
@@ -86,8 +90,18 @@ def test_invalid_toml_and_missing_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("3e-4", 3e-4), ("1e21", 1e21), ("42", 42), ("true", True), ("False", False), ("[1, 2]", [1, 2]),
-     ("[a, b]", ["a", "b"]), ('"x y"', "x y"), ("cosine", "cosine"), ("runs/x", "runs/x")],
+    [
+        ("3e-4", 3e-4),
+        ("1e21", 1e21),
+        ("42", 42),
+        ("true", True),
+        ("False", False),
+        ("[1, 2]", [1, 2]),
+        ("[a, b]", ["a", "b"]),
+        ('"x y"', "x y"),
+        ("cosine", "cosine"),
+        ("runs/x", "runs/x"),
+    ],
 )
 def test_parse_value_coerces_types(text, value):
     assert parse_value(text) == value
@@ -95,7 +109,9 @@ def test_parse_value_coerces_types(text, value):
 
 
 def test_set_overrides_apply_and_are_type_checked():
-    recipe = load_recipe(TINY, ["train.lr=3e-4", "train.max_steps=7", "run.name=other", "model.tie_embeddings=false"])
+    recipe = load_recipe(
+        TINY, ["train.lr=3e-4", "train.max_steps=7", "run.name=other", "model.tie_embeddings=false"]
+    )
     assert recipe.train.lr == pytest.approx(3e-4)
     assert recipe.train.max_steps == 7
     assert recipe.run.name == "other"

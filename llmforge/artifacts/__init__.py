@@ -36,8 +36,18 @@ REPORTS_DIR = "reports"
 
 # Package versions recorded in every manifest's environment.
 _TRACKED_PACKAGES = (
-    "torch", "transformers", "accelerate", "tokenizers", "datasets", "datatrove", "trl", "lm_eval",
-    "peft", "safetensors", "numpy", "pydantic",
+    "torch",
+    "transformers",
+    "accelerate",
+    "tokenizers",
+    "datasets",
+    "datatrove",
+    "trl",
+    "lm_eval",
+    "peft",
+    "safetensors",
+    "numpy",
+    "pydantic",
 )
 
 
@@ -86,7 +96,9 @@ def content_hash(path: str | Path) -> str:
     """sha256 over every file of an artifact (relative path + bytes), manifest excluded."""
     root = Path(path)
     h = hashlib.sha256()
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    files = (
+        [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    )
     for f in files:
         h.update(str(f.relative_to(root) if f != root else f.name).encode() + b"\0")
         with open(f, "rb") as fh:
@@ -247,4 +259,6 @@ def stale_temporaries(parent: str | Path) -> list[Path]:
     parent = Path(parent)
     if not parent.is_dir():
         return []
-    return [p for p in parent.iterdir() if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)]
+    return [
+        p for p in parent.iterdir() if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)
+    ]

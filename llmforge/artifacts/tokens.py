@@ -5,12 +5,17 @@ Layout::
     tokens/
       manifest.json
       index.json          {"format": 1, "dtype": "uint16", "vocab_size": V, "eos_id": E,
+                           "bos_id": B or null, "pad_id": P or null,
+                           "tokenizer_path": "/abs/runs/x/tokenizer", "tokenizer_hash": "sha256:…",
                            "splits": {"train": {"tokens": N, "documents": D,
                                                 "shards": [{"file": "train/00000.bin", "tokens": n, "documents": d}]},
                                       "val": {...}},
                            "sources": {"stdlib": {"train_tokens": n, "val_tokens": m, "documents": d}}}
       train/00000.bin …   little-endian uint16 (vocab ≤ 65536) or uint32 ids, EOS after every document
       val/00000.bin …
+
+Written by `llmforge tokenize encode` (`llmforge.tokenizer.encode`). Readers require `dtype`, `vocab_size`,
+`eos_id` and `splits`; the other keys are there whenever that command wrote the artifact.
 
 `TokenShards` memory-maps one split as one long token stream; `TokenWindows` cuts it into fixed windows
 for training (seeded shuffle per epoch, deterministic per-rank sharding, resumable from a cursor).
@@ -68,14 +73,18 @@ def validate_tokens(path: str | Path) -> dict[str, Any]:
                 raise UserError(f"{f}: shard listed in {INDEX} is missing")
             size = f.stat().st_size
             if size % itemsize:
-                raise UserError(f"{f}: {size} bytes is not a whole number of {index['dtype']} tokens (truncated?)")
+                raise UserError(
+                    f"{f}: {size} bytes is not a whole number of {index['dtype']} tokens (truncated?)"
+                )
             if size // itemsize != shard["tokens"]:
                 raise UserError(
                     f"{f}: holds {size // itemsize} tokens but {INDEX} says {shard['tokens']} (corrupt shard)"
                 )
             total += shard["tokens"]
         if total != info.get("tokens", total):
-            raise UserError(f"{path / INDEX}: split {split} shards add up to {total}, index says {info['tokens']}")
+            raise UserError(
+                f"{path / INDEX}: split {split} shards add up to {total}, index says {info['tokens']}"
+            )
     return index
 
 

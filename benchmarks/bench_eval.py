@@ -1,0 +1,110 @@
+"""Examples/s of `llmforge eval run` vs lm-eval's own CLI (`python -m lm_eval`) on the same task and model.
+
+Both run as fresh processes (start-up, model load and scoring included, as a user sees them) on offline PIQA
+from ../shared/data with a tiny llama; the issue's target is a ratio of at least 0.95. Each is run twice and
+the faster run counts, to damp the noise of a shared machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+LIMIT = 100
+BATCH = 8
+
+
+def _timed(cmd: list[str]) -> float:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def run() -> dict:
+    sys.path.insert(0, str(REPO / "tests"))
+    from eval_tiny_model import build_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = build_tiny_model(tmp / "model", DATA / "tinyshakespeare" / "input.txt")
+        include = tmp / "tasks"
+        common = ["--limit", str(LIMIT), "--device", "cpu"]
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "llmforge",
+                "eval",
+                "tasks",
+                "--data-dir",
+                str(DATA),
+                "--export",
+                str(include),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        ours_cmd = [
+            sys.executable,
+            "-m",
+            "llmforge",
+            "--quiet",
+            "eval",
+            "run",
+            str(model),
+            "--tasks",
+            "piqa",
+            "--data-dir",
+            str(DATA),
+            "--batch-size",
+            str(BATCH),
+            "--out",
+            str(tmp / "report"),
+            *common,
+        ]
+        theirs_cmd = [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={model}",
+            "--tasks",
+            "piqa",
+            "--include_path",
+            str(include),
+            "--num_fewshot",
+            "0",
+            "--batch_size",
+            str(BATCH),
+            "--output_path",
+            str(tmp / "lm_eval_out"),
+            *common,
+        ]
+        ours = min(_timed(ours_cmd) for _ in range(2))
+        theirs = min(_timed(theirs_cmd) for _ in range(2))
+        their_file = sorted((tmp / "lm_eval_out").rglob("results_*.json"))[-1]
+        same = (
+            json.loads((tmp / "report" / "results.json").read_text())["results"]["piqa"]["acc,none"]
+            == json.loads(their_file.read_text())["results"]["piqa"]["acc,none"]
+        )
+    return {
+        "task": "piqa (offline, 0-shot)",
+        "examples": LIMIT,
+        "model": "llama 2 layers, d=64, vocab 512",
+        "llmforge_s": round(ours, 2),
+        "lm_eval_cli_s": round(theirs, 2),
+        "llmforge_examples_per_s": round(LIMIT / ours, 2),
+        "lm_eval_cli_examples_per_s": round(LIMIT / theirs, 2),
+        "ratio": round(theirs / ours, 3),
+        "same_accuracy": same,
+    }

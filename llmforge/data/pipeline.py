@@ -1,0 +1,260 @@
+"""The data pipeline as datatrove executors: readers → steps → writer, cut into stages at dedup steps.
+
+Dedup is global, so it cannot run inside one streaming pass. Each `exact_dedup` / `minhash` step ends the
+stage before it (whose documents are written to the work dir, one file per task, next to their dedup
+signatures), runs datatrove's middle dedup stages, and starts the next stage by re-reading those files and
+applying the dedup filter — datatrove's own multi-stage recipe. Every stage is one datatrove executor with
+a logging dir under the work dir, so re-running after a crash skips the tasks that had finished.
+"""
+
+from __future__ import annotations
+
+import os
+
+# datatrove's dedup stages draw tqdm bars of their own; tqdm reads this when it is first imported.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from datatrove.executor import LocalPipelineExecutor  # noqa: E402
+from datatrove.pipeline.readers import JsonlReader  # noqa: E402
+from loguru import logger  # noqa: E402
+
+from llmforge.console import UserError, progress, rate_text  # noqa: E402
+from llmforge.data.config import DataConfig  # noqa: E402
+from llmforge.data.registry import DEDUP_STEPS, build_step  # noqa: E402
+from llmforge.data.sources import build_reader  # noqa: E402
+from llmforge.data.steps.meter import Metered  # noqa: E402
+from llmforge.data.steps.mixture import MixtureSampler  # noqa: E402
+
+OUTPUT_DIR = "output"
+
+
+def minhash_threshold(bands: int, rows: int) -> float:
+    """Jaccard similarity at which a pair becomes a candidate with probability ~1/2: (1/b)^(1/r)
+    (Leskovec, Rajaraman & Ullman, Mining of Massive Datasets, §3.4.3)."""
+    return (1 / bands) ** (1 / rows)
+
+
+class _RankFileReader(JsonlReader):
+    """Reads back exactly the file its own task wrote in the stage before, so document order per task
+    matches the dedup signatures (a task that wrote nothing reads nothing, instead of shifting files)."""
+
+    name = "📖 stage input"
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        name = f"{rank:05d}.jsonl.gz"
+        files = [name] if self.data_folder.exists(name) else []
+        yield from self.read_files_shard(files)
+
+
+def _doc_text(doc) -> str:
+    return doc.text
+
+
+@dataclass
+class Stage:
+    name: str
+    pipeline: list
+    tasks: int
+    logs: Path
+    depends: int | None = None
+    metered: list[str] = field(default_factory=list)
+
+
+class _QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor with its console logging off (logs still go to files with --debug)."""
+
+    def __init__(self, *args, verbose: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.verbose = verbose
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        if not self.verbose:
+            logger.disable("datatrove")
+        return super()._run_for_rank(rank, local_rank, node_rank)
+
+
+def _dedup_parts(kind: str, opts: Any, work: Path, seed: int, tasks: int):
+    """(signature step, middle stages [(name, steps, tasks)], filter step) for one dedup step."""
+    if kind == "exact_dedup":
+        from datatrove.pipeline.dedup.exact_dedup import (
+            ExactDedupConfig,
+            ExactDedupFilter,
+            ExactDedupSignature,
+            ExactFindDedups,
+        )
+
+        cfg = ExactDedupConfig(content_getter=_doc_text)
+        return (
+            ExactDedupSignature(str(work / "sigs"), cfg),
+            [("find", [ExactFindDedups(str(work / "sigs"), str(work / "dups"), cfg)], 1)],
+            ExactDedupFilter(str(work / "dups"), cfg),
+        )
+    from datatrove.pipeline.dedup import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+
+    cfg = MinhashConfig(
+        n_grams=opts.shingle_size, num_buckets=opts.bands, hashes_per_bucket=opts.rows, seed=seed
+    )
+    return (
+        MinhashDedupSignature(str(work / "sigs"), cfg),
+        [
+            (
+                "buckets",
+                [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=cfg)],
+                opts.bands,
+            ),
+            ("cluster", [MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=cfg)], 1),
+        ],
+        MinhashDedupFilter(str(work / "remove")),
+    )
+
+
+def plan_stages(cfg: DataConfig, steps: list[tuple[str, Any]], work: Path, seed: int) -> list[Stage]:
+    """Cut the step list into executor stages (see the module docstring)."""
+    from datatrove.pipeline.writers import JsonlWriter
+
+    tasks = cfg.tasks or cfg.workers
+    readers = [build_reader(s, cfg.on_bad_record) for s in cfg.sources]
+    stages: list[Stage] = []
+    current: list = list(readers)
+    metered: list[str] = []
+    passes = 1
+    for i, (kind, opts) in enumerate(steps):
+        label = f"{i:02d}.{kind}"
+        if kind not in DEDUP_STEPS:
+            current.append(Metered(build_step(kind, opts), label, only=opts.sources))
+            metered.append(label)
+            continue
+        dedup_dir = work / f"dedup-{i:02d}"
+        signature, middle, dedup_filter = _dedup_parts(kind, opts, dedup_dir, seed, tasks)
+        current += [JsonlWriter(str(dedup_dir / "input"), output_filename="${rank}.jsonl.gz"), signature]
+        stages.append(
+            Stage(
+                f"pass {passes}: up to {label}",
+                current,
+                tasks,
+                work / "logs" / f"{i:02d}-signature",
+                metered=metered,
+            )
+        )
+        for name, middle_steps, middle_tasks in middle:
+            stages.append(
+                Stage(f"{label} {name}", middle_steps, middle_tasks, work / "logs" / f"{i:02d}-{name}")
+            )
+        current = [_RankFileReader(str(dedup_dir / "input")), Metered(dedup_filter, label)]
+        passes += 1
+        metered = [label]
+    weights = {s.name: (s.weight, s.max_epochs) for s in cfg.sources}
+    current += [
+        Metered(MixtureSampler(weights, seed), "mixture"),
+        JsonlWriter(str(work / OUTPUT_DIR), output_filename="${rank}.jsonl.gz"),
+    ]
+    stages.append(
+        Stage(
+            f"pass {passes}: to output",
+            current,
+            tasks,
+            work / "logs" / "final",
+            metered=[*metered, "mixture"],
+        )
+    )
+    return stages
+
+
+def run_stages(stages: list[Stage], cfg: DataConfig, *, verbose: bool = False) -> None:
+    """Run every stage in order on the configured executor, with a progress bar over tasks."""
+    if not verbose:
+        logger.disable("datatrove")
+    if cfg.executor == "slurm":
+        _submit_slurm(stages, cfg)
+        return
+    if cfg.executor == "ray":
+        _run_ray(stages, cfg)
+        return
+    for stage in stages:
+        executor = _QuietLocalExecutor(
+            stage.pipeline,
+            tasks=stage.tasks,
+            workers=min(cfg.workers, stage.tasks),
+            logging_dir=str(stage.logs),
+            verbose=verbose,
+        )
+        _run_with_progress(executor, stage)
+
+
+def _run_with_progress(executor, stage: Stage) -> None:
+    done_dir = stage.logs / "completions"
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            executor.run()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread below
+            errors.append(e)
+
+    thread = threading.Thread(target=target, daemon=True)
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task(stage.name, total=stage.tasks, rate="")
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.25)
+            done = len(list(done_dir.glob("*"))) if done_dir.is_dir() else 0
+            bar.update(task, completed=done, rate=rate_text(done, time.perf_counter() - start, "tasks"))
+    if errors:
+        err = errors[0]
+        if isinstance(err, UserError):
+            raise err
+        raise RuntimeError(f"{stage.name}: {type(err).__name__}: {err} (logs: {stage.logs}/logs)") from err
+
+
+def _submit_slurm(stages: list[Stage], cfg: DataConfig) -> None:
+    from datatrove.executor import SlurmPipelineExecutor
+
+    if not cfg.slurm_partition:
+        raise UserError('data.slurm_partition: required with data.executor = "slurm"')
+    previous = None
+    for stage in stages:
+        previous = SlurmPipelineExecutor(
+            stage.pipeline,
+            tasks=stage.tasks,
+            time=cfg.slurm_time,
+            partition=cfg.slurm_partition,
+            logging_dir=str(stage.logs),
+            job_name=f"llmforge-{stage.logs.name}",
+            depends=previous,
+            workers=cfg.workers,
+        )
+    previous.run()  # submits every stage, chained by Slurm dependencies
+    raise SlurmSubmitted(
+        f"submitted {len(stages)} Slurm stage(s); run the same command again when they "
+        "finish to assemble the dataset (finished tasks are not re-run)"
+    )
+
+
+class SlurmSubmitted(Exception):
+    """Raised after a Slurm submission: the dataset is assembled by a later run."""
+
+
+def _run_ray(stages: list[Stage], cfg: DataConfig) -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError('data.executor = "ray" needs the `ray` package (pip install ray)') from None
+    from datatrove.executor import RayPipelineExecutor
+
+    for stage in stages:
+        RayPipelineExecutor(
+            stage.pipeline, tasks=stage.tasks, workers=cfg.workers, logging_dir=str(stage.logs)
+        ).run()

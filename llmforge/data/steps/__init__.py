@@ -1,0 +1,1 @@
+"""Our own datatrove steps: the ones datatrove lacks (or that need an offline twist), each small."""

@@ -1,0 +1,387 @@
+"""`llmforge eval`: benchmarks (lm-eval), perplexity, review sheets and ratings, comparison of reports."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import typer
+
+from llmforge.console import UserError, emit_json, info, state, summary_table
+from llmforge.eval.config import EvalConfig
+
+app = typer.Typer(
+    help="Evaluate checkpoints: lm-eval benchmarks (offline with --data-dir), perplexity, human review, comparison.",
+    no_args_is_help=True,
+)
+
+CKPT_HELP = "A checkpoint artifact (runs/<name>/checkpoints/step-NNNNNN) or any local Hugging Face model dir."
+OUT_HELP = "Report directory (default: <run>/reports/<command>/<checkpoint> next to the checkpoint's run)."
+JSON_HELP = "Print the results as JSON on stdout (nothing else goes to stdout)."
+
+
+def _default_out(model_dir: Path, command: str) -> Path:
+    resolved = model_dir.resolve()
+    if resolved.parent.name == "checkpoints":
+        return resolved.parent.parent / "reports" / command / resolved.name
+    return Path("reports") / command / resolved.name
+
+
+def _quiet_libraries() -> None:
+    """lm-eval, datasets and transformers log on their own: warnings only (errors only and no datasets or
+    transformers progress bars under --quiet; lm-eval's per-request bars have no switch and stay)."""
+    import logging
+
+    level = logging.ERROR if state.quiet else logging.WARNING
+    for name in ("lm_eval", "datasets", "transformers"):
+        logging.getLogger(name).setLevel(level)
+    if state.quiet:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+
+
+def _eval_config(recipe: Path | None, set_: list[str]) -> EvalConfig:
+    if recipe is None:
+        if set_:
+            raise UserError("--set: needs --recipe")
+        return EvalConfig()
+    from llmforge.recipe import load_recipe
+
+    return load_recipe(recipe, set_).table("eval")
+
+
+def _metric_rows(results: dict) -> list[tuple]:
+    from llmforge.eval.report import fmt, metrics
+
+    return [(m.task, m.metric, m.filter, fmt(m)) for m in metrics(results)]
+
+
+def _offline(data_dir: Path | None) -> bool:
+    if data_dir is not None:
+        if not data_dir.is_dir():
+            raise UserError(f"--data-dir {data_dir}: no such directory")
+        return True
+    if any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        raise UserError(
+            "--data-dir: Hugging Face is offline, so the harness's own tasks cannot download their data; pass "
+            "--data-dir (e.g. ../shared/data) to use llmforge's offline tasks (see `llmforge eval tasks`)"
+        )
+    return False
+
+
+@app.command("run")
+def run(
+    checkpoint: Path = typer.Argument(..., help=CKPT_HELP),
+    tasks: str | None = typer.Option(None, "--tasks", "-t", help="Comma-separated tasks or presets."),
+    num_fewshot: int | None = typer.Option(
+        None, "--num-fewshot", min=0, help="Examples in the prompt (0 = zero-shot)."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Evaluate only the first N documents per task."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Requests per forward pass."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:1 … (default: cuda if available)."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Folder of public benchmark files: run offline."
+    ),
+    max_gen_toks: int | None = typer.Option(
+        None,
+        "--max-gen-toks",
+        min=1,
+        help="Cap on generated tokens for generation tasks (lm-eval's default: 256).",
+    ),
+    recipe: Path | None = typer.Option(
+        None, "--recipe", help="Recipe whose [eval] table gives the defaults."
+    ),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set eval.limit=50."),
+    out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Run lm-evaluation-harness tasks on a checkpoint and write a report artifact (results.json + report.md).
+
+    With --data-dir the tasks run offline from local files in their public formats (`llmforge eval tasks` lists
+    them and the files they read); without it the harness's own registry (which downloads data) is used.
+
+    Example: llmforge eval run runs/tiny/checkpoints/step-000300 --tasks piqa --limit 50 --data-dir ../shared/data
+    """
+    from llmforge.eval import checkpoint as ckpt
+    from llmforge.eval import tasks as task_names
+
+    cfg = _eval_config(recipe, set_)
+    names = task_names.expand([t.strip() for t in (tasks or ",".join(cfg.tasks)).split(",") if t.strip()])
+    if not names:
+        raise UserError("--tasks: no tasks given (flag or [eval] tasks in the recipe)")
+    data_dir = data_dir or (Path(cfg.data_dir) if cfg.data_dir else None)
+    fewshot = cfg.num_fewshot if num_fewshot is None else num_fewshot
+    settings = {
+        "tasks": names,
+        "num_fewshot": fewshot,
+        "limit": limit or cfg.limit,
+        "batch_size": batch_size or cfg.batch_size,
+        "device": device or cfg.device,
+        "max_gen_toks": max_gen_toks or cfg.max_gen_toks,
+        "data_dir": str(data_dir.resolve()) if data_dir else None,
+    }
+    model_dir = ckpt.resolve(checkpoint)
+    offline = _offline(data_dir)
+    _quiet_libraries()
+    from llmforge.eval import harness, report
+
+    with tempfile.TemporaryDirectory(prefix="llmforge-eval-tasks-") as include:
+        if offline:
+            task_names.check_known(names, list(task_names.OFFLINE_TASKS) + list(task_names.PRESETS))
+            counts = task_names.write_include_dir(names, data_dir, Path(include), fewshot)
+            info(f"offline tasks from {data_dir}: " + ", ".join(f"{t} ({n} docs)" for t, n in counts.items()))
+        else:
+            task_names.check_known(names, harness.known_online_tasks() + list(task_names.PRESETS))
+        start = time.perf_counter()
+        results = harness.evaluate(
+            model_dir,
+            names,
+            include_dir=Path(include) if offline else None,
+            num_fewshot=fewshot,
+            limit=settings["limit"],
+            batch_size=settings["batch_size"],
+            device=settings["device"],
+            max_gen_toks=settings["max_gen_toks"],
+        )
+    results["llmforge"] = {"seconds": time.perf_counter() - start, **settings}
+    out = out or _default_out(model_dir, "eval")
+    report.write(
+        out,
+        results,
+        title=f"Evaluation of {model_dir}",
+        model_dir=model_dir,
+        recipe=settings,
+        inputs=[data_dir] if data_dir else [],
+    )
+    if as_json:
+        emit_json({"report": str(out), "results": results["results"]})
+        return
+    summary_table(
+        f"eval {report.model_label(model_dir)}",
+        _metric_rows(results),
+        ("task", "metric", "filter", "value ± stderr"),
+    )
+    info(f"report: {out}")
+
+
+@app.command("tasks")
+def list_tasks(
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Check which tasks' files are present here."
+    ),
+    export: Path | None = typer.Option(
+        None,
+        "--export",
+        help="Write the YAMLs + prepared data of the tasks found in --data-dir here (for `lm_eval --include_path`).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List llmforge's offline tasks (the files each reads under --data-dir) and the task presets.
+
+    Example: llmforge eval tasks --data-dir ../shared/data --export /tmp/tasks && lm_eval --include_path /tmp/tasks …
+    """
+    from llmforge.eval.tasks import OFFLINE_TASKS, PRESETS, task_rows, write_include_dir
+
+    available = {}
+    for name in OFFLINE_TASKS:
+        if data_dir is None:
+            available[name] = None
+            continue
+        try:
+            available[name] = len(task_rows(name, data_dir))
+        except UserError:
+            available[name] = 0
+    if export is not None:
+        if data_dir is None:
+            raise UserError("--export: needs --data-dir")
+        write_include_dir([t for t, n in available.items() if n], data_dir, export)
+        info(f"wrote task YAMLs and data to {export}")
+    if as_json:
+        emit_json(
+            {
+                "tasks": {t: {"files": OFFLINE_TASKS[t].files, "documents": n} for t, n in available.items()},
+                "presets": {p: list(ts) for p, ts in PRESETS.items()},
+            }
+        )
+        return
+    rows = [(t, OFFLINE_TASKS[t].files, "-" if n is None else (n or "missing")) for t, n in available.items()]
+    summary_table("offline tasks", rows, ("task", "files under --data-dir", "documents"))
+    summary_table("presets", [(p, ", ".join(ts)) for p, ts in PRESETS.items()], ("preset", "tasks"))
+
+
+@app.command("perplexity")
+def perplexity(
+    checkpoint: Path = typer.Argument(..., help=CKPT_HELP),
+    tokens: Path | None = typer.Option(None, "--tokens", help="A tokens artifact: its val split is scored."),
+    text: Path | None = typer.Option(None, "--text", help="A UTF-8 text file to score."),
+    window: int | None = typer.Option(
+        None, "--window", min=2, help="Tokens per window (default: the model's context)."
+    ),
+    stride: int | None = typer.Option(
+        None, "--stride", min=1, help="Tokens between window starts (default: window/2)."
+    ),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=2, help="Score only the first N tokens."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per forward pass."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, … (default: cuda if available)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Perplexity and bits-per-byte on held-out text or a tokens artifact's val split (sliding window).
+
+    Example: llmforge eval perplexity runs/tiny/checkpoints/step-000300 --tokens runs/tiny/tokens --stride 128
+    """
+    if (tokens is None) == (text is None):
+        raise UserError("--tokens/--text: give exactly one of them")
+    from llmforge.eval import checkpoint as ckpt
+    from llmforge.eval import perplexity as ppl
+    from llmforge.eval import report
+
+    model_dir = ckpt.resolve(checkpoint)
+    model, tokenizer = ckpt.load(model_dir, device)
+    source = tokens if tokens is not None else text
+    if tokens is not None:
+        ids, n_bytes = ppl.tokens_stream(tokenizer, tokens, max_tokens)
+        name = f"perplexity:{tokens.resolve().name}/val"
+    else:
+        ids, n_bytes = ppl.text_stream(tokenizer, text, max_tokens)
+        name = f"perplexity:{text.name}"
+    window = window or model.config.max_position_embeddings
+    stride = stride or max(1, window // 2)
+    result = ppl.measure(model, ids, n_bytes, window=window, stride=stride, batch_size=batch_size)
+    results = ppl.as_results(name, result, model_dir)
+    out = out or _default_out(model_dir, "perplexity")
+    report.write(
+        out,
+        results,
+        title=f"Perplexity of {model_dir}",
+        model_dir=model_dir,
+        recipe={"source": str(source), "window": window, "stride": stride, "max_tokens": max_tokens},
+        inputs=[source],
+    )
+    if as_json:
+        emit_json({"report": str(out), **results["results"][name]})
+        return
+    summary_table(
+        f"perplexity {report.model_label(model_dir)}",
+        {
+            "source": str(source),
+            "perplexity": result.perplexity,
+            "bits per byte": result.bits_per_byte,
+            "tokens scored": result.tokens,
+            "bytes": result.bytes,
+            "bytes/token": result.bytes / result.tokens,
+            "window / stride": f"{window} / {stride}",
+            "report": str(out),
+        },
+    )
+
+
+@app.command("samples")
+def samples(
+    checkpoint: Path = typer.Argument(..., help=CKPT_HELP),
+    prompts: Path = typer.Option(
+        ..., "--prompts", help="Text file (one prompt per line) or .jsonl with 'prompt'."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="The review sheet to write (CSV)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Tokens generated per prompt."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy decoding."),
+    seed: int = typer.Option(1234, "--seed", help="Sampling seed (temperature > 0)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, … (default: cuda if available)."),
+) -> None:
+    """Generate completions into a review sheet (prompt, output, empty rating and comment columns).
+
+    Example: llmforge eval samples runs/tiny/checkpoints/step-000300 --prompts prompts.txt --out sheet.csv
+    """
+    from llmforge.eval import checkpoint as ckpt
+    from llmforge.eval import samples as sheets
+
+    texts = sheets.read_prompts(prompts)
+    model, tokenizer = ckpt.load(ckpt.resolve(checkpoint), device)
+    outputs = sheets.generate(
+        model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    )
+    sheets.write_sheet(out, texts, outputs)
+    info(
+        f"wrote {len(texts)} samples to {out}; fill in the 'rating' (and 'comment') column, then: llmforge eval ratings {out}"
+    )
+
+
+@app.command("ratings")
+def ratings(
+    sheets: list[Path] = typer.Argument(
+        ..., help="Filled-in review sheets (one per rater, or rating_<rater> columns)."
+    ),
+    level: str = typer.Option(
+        "interval", "--level", help="Krippendorff's alpha metric: interval or nominal."
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Aggregate review ratings: mean, distribution, per-rater means, Krippendorff's alpha between raters.
+
+    Example: llmforge eval ratings alice.csv bob.csv
+    """
+    from llmforge.eval.ratings import read_sheets, summarize
+
+    summary = summarize(read_sheets(sheets), level)
+    if as_json:
+        emit_json(summary)
+        return
+    rows = {
+        "items": summary["items"],
+        "ratings": summary["ratings"],
+        "raters": ", ".join(summary["raters"]),
+        "mean rating": summary["mean"],
+    }
+    rows.update({f"rating {k}": v for k, v in summary["distribution"].items()})
+    rows.update({f"mean of {r}": v for r, v in summary["per_rater_mean"].items()})
+    if "krippendorff_alpha" in summary:
+        rows[f"Krippendorff's alpha ({level})"] = summary["krippendorff_alpha"]
+    summary_table("ratings", rows)
+
+
+@app.command("compare")
+def compare(
+    reports: list[Path] = typer.Argument(
+        ..., help="Report artifacts, in the order to show (e.g. early → final)."
+    ),
+    png: Path | None = typer.Option(
+        None, "--png", help="Also plot every metric across the reports' models here."
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Compare reports across checkpoints: one column per model, delta = last − first, optional plot.
+
+    Example: llmforge eval compare runs/tiny/reports/*/step-000050 runs/tiny/reports/*/step-000300 --png cmp.png
+    """
+    from llmforge.eval.compare import load, plot
+    from llmforge.eval.report import fmt
+
+    comparison = load(reports)
+    if png is not None:
+        plot(comparison, png)
+    if as_json:
+        emit_json(comparison.to_json())
+        return
+    rows = []
+    for key, per_model in comparison.rows.items():
+        delta = comparison.delta(key)
+        cells = [fmt(per_model[m]) if m in per_model else "-" for m in comparison.models]
+        rows.append(
+            (
+                f"{key[0]} {key[1]}" + ("" if key[2] == "none" else f" ({key[2]})"),
+                *cells,
+                "-" if delta is None else f"{delta:+.4g}",
+            )
+        )
+    summary_table("comparison", rows, ("task metric", *comparison.models, "delta"))
+    if png is not None:
+        info(f"plot: {png}")

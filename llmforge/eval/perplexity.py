@@ -1,0 +1,149 @@
+"""Perplexity and bits-per-byte of a causal LM on a token stream, with a sliding window.
+
+Windows of `window` tokens start every `stride` tokens; each token is scored once, in the first window that
+predicts it with the most context (the strided evaluation of the Hugging Face "Perplexity of fixed-length
+models" guide; with stride = window the windows do not overlap and each window's first token goes unscored).
+
+    perplexity    = exp(sum NLL / scored tokens)
+    bits per byte = sum NLL / (ln 2 · UTF-8 bytes)  =  log2(perplexity) · tokens / bytes
+
+Bits per byte does not depend on the tokenizer, so models with different vocabularies compare fairly
+(the reason Gao et al., 2020, "The Pile", report BPB rather than perplexity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmforge.console import UserError, track
+
+
+@dataclass(frozen=True)
+class Span:
+    begin: int
+    end: int
+    scored: int  # the last `scored` tokens of [begin, end) are scored in this window
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    perplexity: float
+    bits_per_byte: float
+    nll_per_token: float
+    tokens: int
+    bytes: int
+    window: int
+    stride: int
+
+
+def spans(n_tokens: int, window: int, stride: int) -> list[Span]:
+    """Windows over a stream of `n_tokens`; together they score tokens 1..n-1 once each (token 0 has no context)."""
+    if not 0 < stride <= window:
+        raise UserError(f"--stride {stride}: must be between 1 and the window ({window})")
+    out, scored_to, begin = [], 1, 0
+    while scored_to < n_tokens:
+        end = min(begin + window, n_tokens)
+        first = max(scored_to, begin + 1)
+        if end > first:
+            out.append(Span(begin, end, end - first))
+        scored_to = max(scored_to, end)
+        begin += stride
+    return out
+
+
+def total_nll(model: Any, ids: np.ndarray, window: int, stride: int, batch_size: int) -> tuple[float, int]:
+    """(sum of next-token NLL in nats, number of scored tokens) over the stream `ids`."""
+    import torch
+
+    device = next(model.parameters()).device
+    plan = spans(len(ids), window, stride)
+    by_length: dict[int, list[Span]] = {}
+    for s in plan:
+        by_length.setdefault(s.end - s.begin, []).append(s)
+    batches = [
+        group[i : i + batch_size] for group in by_length.values() for i in range(0, len(group), batch_size)
+    ]
+    nll, count = 0.0, 0
+    with torch.inference_mode():
+        for batch in track(batches, description="perplexity", unit="windows"):
+            x = torch.tensor(np.stack([ids[s.begin : s.end] for s in batch]), dtype=torch.long, device=device)
+            logp = torch.log_softmax(model(x).logits[:, :-1].float(), dim=-1)
+            token_nll = -logp.gather(-1, x[:, 1:, None]).squeeze(-1)
+            for row, s in zip(token_nll, batch, strict=True):
+                nll += float(row[-s.scored :].double().sum())
+                count += s.scored
+    return nll, count
+
+
+def measure(
+    model: Any, ids: np.ndarray, n_bytes: int, *, window: int, stride: int, batch_size: int
+) -> Perplexity:
+    if len(ids) < 2:
+        raise UserError(f"the text has {len(ids)} token(s); perplexity needs at least 2")
+    nll, count = total_nll(model, ids, window, stride, batch_size)
+    return Perplexity(
+        perplexity=math.exp(nll / count),
+        bits_per_byte=nll / (math.log(2) * n_bytes),
+        nll_per_token=nll / count,
+        tokens=count,
+        bytes=n_bytes,
+        window=window,
+        stride=stride,
+    )
+
+
+def text_stream(tokenizer: Any, path: Path, max_tokens: int | None) -> tuple[np.ndarray, int]:
+    """Token ids of a UTF-8 text file and the byte count of the text they cover."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such text file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e})") from None
+    ids = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
+    if max_tokens is not None and len(ids) > max_tokens:
+        ids = ids[:max_tokens]
+        return ids, len(tokenizer.decode(ids).encode("utf-8"))
+    return ids, len(text.encode("utf-8"))
+
+
+def tokens_stream(tokenizer: Any, path: Path, max_tokens: int | None) -> tuple[np.ndarray, int]:
+    """The val split of a tokens artifact and its byte count, found by decoding each document (EOS-separated)."""
+    from llmforge.artifacts import require
+    from llmforge.artifacts.tokens import TokenShards
+
+    require(path, "tokens")
+    shards = TokenShards(path, "val")
+    if shards.vocab_size > len(tokenizer):
+        raise UserError(
+            f"{path}: tokens use a vocabulary of {shards.vocab_size}, the model's tokenizer has {len(tokenizer)}"
+        )
+    n = len(shards) if max_tokens is None else min(max_tokens, len(shards))
+    ids = shards.read(0, n)
+    cuts = np.flatnonzero(ids == shards.eos_id)
+    docs = np.split(ids, cuts + 1)
+    n_bytes = sum(len(tokenizer.decode(d, skip_special_tokens=True).encode("utf-8")) for d in docs if len(d))
+    return ids, n_bytes
+
+
+def as_results(name: str, p: Perplexity, model_dir: Path) -> dict[str, Any]:
+    """lm-eval-shaped results for the report artifact."""
+    return {
+        "results": {
+            name: {
+                "alias": name,
+                "perplexity,none": p.perplexity,
+                "bits_per_byte,none": p.bits_per_byte,
+                "nll_per_token,none": p.nll_per_token,
+                "tokens": p.tokens,
+                "bytes": p.bytes,
+            }
+        },
+        "config": {"model": str(model_dir.resolve()), **asdict(p)},
+        "model_name": str(model_dir.resolve()),
+    }

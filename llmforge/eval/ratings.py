@@ -1,0 +1,109 @@
+"""Aggregating filled-in review sheets: mean, distribution, and agreement between raters.
+
+Agreement is Krippendorff's alpha (Krippendorff, 2011, "Computing Krippendorff's Alpha-Reliability", §C for
+any number of raters with missing values, §D for metrics): alpha = 1 - D_o / D_e from the coincidence matrix
+of values paired within each unit, which allows any number of raters and missing ratings. `interval` uses
+the squared difference as distance, `nominal` counts any disagreement as 1.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmforge.console import UserError
+
+
+@dataclass
+class Ratings:
+    """Ratings per item (id) per rater; None where a rater left an item unrated."""
+
+    raters: list[str]
+    items: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def values(self) -> list[float]:
+        return [v for per_rater in self.items.values() for v in per_rater.values() if v is not None]
+
+
+def _parse(value: str, where: str) -> float | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"{where}: rating {value!r} is not a number") from None
+
+
+def read_sheets(paths: list[Path]) -> Ratings:
+    """Each sheet is one rater (named by its file stem) unless it has several `rating…` columns, one per rater."""
+    ratings = Ratings(raters=[])
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: no such sheet")
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = [c for c in reader.fieldnames or [] if c.lower().startswith("rating")]
+            if "id" not in (reader.fieldnames or []) or not columns:
+                raise UserError(
+                    f"{path}: a review sheet needs an 'id' column and at least one 'rating' column"
+                )
+            names = {c: path.stem if len(columns) == 1 else f"{path.stem}:{c}" for c in columns}
+            ratings.raters += names.values()
+            for n, row in enumerate(reader, 2):
+                per_rater = ratings.items.setdefault(row["id"], {})
+                for c, rater in names.items():
+                    per_rater[rater] = _parse(row[c] or "", f"{path}:{n}")
+    if not ratings.values():
+        raise UserError(f"{', '.join(map(str, paths))}: no ratings filled in")
+    return ratings
+
+
+def krippendorff_alpha(units: list[list[float]], level: str = "interval") -> float:
+    """Krippendorff's alpha over units, each the list of values its raters gave (missing ones left out)."""
+    if level not in ("interval", "nominal"):
+        raise UserError(f"--level {level}: expected interval or nominal")
+
+    def delta(a: float, b: float) -> float:
+        return (a - b) ** 2 if level == "interval" else float(a != b)
+
+    pairable = [u for u in units if len(u) >= 2]
+    coincidences: Counter[tuple[float, float]] = Counter()
+    for u in pairable:
+        m = len(u)
+        for i, a in enumerate(u):
+            for j, b in enumerate(u):
+                if i != j:
+                    coincidences[(a, b)] += 1 / (m - 1)
+    n_c: Counter[float] = Counter()
+    for (a, _), w in coincidences.items():
+        n_c[a] += w
+    n = sum(n_c.values())
+    if n <= 1:
+        raise UserError("agreement needs at least one item rated by two raters")
+    observed = sum(w * delta(a, b) for (a, b), w in coincidences.items()) / n
+    expected = sum(n_c[a] * n_c[b] * delta(a, b) for a in n_c for b in n_c) / (n * (n - 1))
+    return 1.0 if expected == 0 else 1 - observed / expected
+
+
+def summarize(ratings: Ratings, level: str = "interval") -> dict:
+    values = ratings.values()
+    summary = {
+        "items": len(ratings.items),
+        "raters": ratings.raters,
+        "ratings": len(values),
+        "mean": sum(values) / len(values),
+        "distribution": {format(k, "g"): c for k, c in sorted(Counter(values).items())},
+        "per_rater_mean": {
+            r: sum(vs) / len(vs)
+            for r in ratings.raters
+            if (vs := [u[r] for u in ratings.items.values() if u.get(r) is not None])
+        },
+    }
+    if len(ratings.raters) > 1:
+        units = [[v for v in u.values() if v is not None] for u in ratings.items.values()]
+        summary["krippendorff_alpha"] = krippendorff_alpha(units, level)
+        summary["alpha_level"] = level
+    return summary

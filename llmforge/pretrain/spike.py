@@ -1,0 +1,39 @@
+"""Loss-spike / divergence detection: a step is a spike when its loss is non-finite or exceeds the
+running mean of recent accepted losses by `sigma` standard deviations."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from llmforge.pretrain.config import SpikeGuardConfig
+
+
+@dataclass(frozen=True)
+class Verdict:
+    spike: bool
+    reason: str = ""
+
+
+class SpikeGuard:
+    def __init__(self, cfg: SpikeGuardConfig, history: list[float] = ()):
+        self.cfg = cfg
+        self.history: deque[float] = deque(history, maxlen=cfg.window)
+
+    def check(self, loss: float) -> Verdict:
+        """Judge one step's loss; accepted losses join the running window, spikes do not."""
+        if not self.cfg.enabled:
+            return Verdict(False)
+        if not math.isfinite(loss):
+            return Verdict(True, f"non-finite loss {loss}")
+        if len(self.history) >= self.cfg.min_history:
+            n = len(self.history)
+            mean = sum(self.history) / n
+            std = math.sqrt(sum((x - mean) ** 2 for x in self.history) / (n - 1))
+            # A floor on std keeps a flat, noise-free loss curve from turning tiny wiggles into spikes.
+            limit = mean + self.cfg.sigma * max(std, 1e-3 * abs(mean), 1e-6)
+            if loss > limit:
+                return Verdict(True, f"loss {loss:.4f} > mean {mean:.4f} + {self.cfg.sigma:g}·std {std:.4f}")
+        self.history.append(loss)
+        return Verdict(False)

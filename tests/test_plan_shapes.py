@@ -1,0 +1,94 @@
+"""Exact parameter counts (GPT-2 small, LLaMA-7B, Pythia) and shape proposals."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmforge.console import UserError
+from llmforge.plan.shapes import Shape, describe, flops_per_token, param_counts, propose_shapes
+
+
+def test_gpt2_small():
+    assert param_counts(Shape("gpt2", 12, 768, 12, 50257, 1024, True))["total"] == 124_439_808
+
+
+def test_llama_7b():
+    shape = Shape("llama", 32, 4096, 32, 32000, 2048, False)
+    assert shape.ffn == 11008
+    assert param_counts(shape)["total"] == 6_738_415_616
+
+
+def test_pythia_160m_and_1b():
+    assert param_counts(Shape("gpt-neox", 12, 768, 12, 50304, 2048, False))["total"] == 162_322_944
+    assert param_counts(Shape("gpt-neox", 16, 2048, 8, 50304, 2048, False))["total"] == 1_011_781_632
+
+
+@pytest.mark.parametrize(
+    ("arch", "kw", "config"),
+    [
+        ("llama", {"n_kv_heads": 2, "ffn_dim": 176}, "llama"),
+        ("gpt2", {}, "gpt2"),
+        ("gpt-neox", {}, "gpt_neox"),
+    ],
+)
+@pytest.mark.parametrize("tied", [True, False])
+def test_counts_match_transformers(arch, kw, config, tied):
+    """Against the real Hugging Face models built from tiny configs."""
+    transformers = pytest.importorskip("transformers")
+    shape = Shape(arch, 2, 64, 4, 1000, 128, tied, **kw)
+    cfg = {
+        "llama": lambda: transformers.LlamaConfig(
+            vocab_size=1000,
+            hidden_size=64,
+            intermediate_size=176,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=tied,
+        ),
+        "gpt2": lambda: transformers.GPT2Config(
+            vocab_size=1000, n_embd=64, n_layer=2, n_head=4, n_positions=128, tie_word_embeddings=tied
+        ),
+        "gpt_neox": lambda: transformers.GPTNeoXConfig(
+            vocab_size=1000,
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            tie_word_embeddings=tied,
+        ),
+    }[config]()
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    assert param_counts(shape)["total"] == sum(p.numel() for p in model.parameters())
+
+
+def test_flops_per_token_palm_appendix_b():
+    shape = Shape("llama", 32, 4096, 32, 32000, 2048, False)
+    counts = param_counts(shape)
+    f = flops_per_token(shape)
+    assert f["dense"] == 6 * (counts["non_embedding"] + 32000 * 4096)
+    assert f["attention"] == 12 * 32 * 2048 * 4096
+    assert f["train"] == f["dense"] + f["attention"]
+    assert describe(shape)["flops_per_token"] == f["train"]
+
+
+@pytest.mark.parametrize(
+    ("target", "vocab"), [(2e6, 4096), (1e7, 8192), (1.2e8, None), (1e9, None), (7e10, None)]
+)
+def test_proposals_are_near_the_target(target, vocab):
+    shapes = propose_shapes(target, vocab_size=vocab, count=3)
+    assert 1 <= len(shapes) <= 3
+    for shape in shapes:
+        assert param_counts(shape)["total"] == pytest.approx(target, rel=0.1)
+        assert shape.d_model % shape.n_heads == 0
+        assert 16 <= shape.d_model / shape.n_layers <= 512
+
+
+def test_no_shape_for_a_size_below_the_embeddings():
+    with pytest.raises(UserError, match="lower --vocab"):
+        propose_shapes(1e5, vocab_size=50000)
+
+
+def test_invalid_shape_is_a_user_error():
+    with pytest.raises(UserError, match="not divisible"):
+        Shape("llama", 2, 100, 3, 1000, 128, False)

@@ -1,0 +1,107 @@
+"""Two processes on CPU (torchrun + gloo), DDP and FSDP2, against one process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pretrain_tokens import markov_tokens, write_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+# Both runs see the same 8 sequences per step (each rank 4 of them, interleaved) and average the same
+# gradients; only the order of floating-point sums differs (gloo all-reduce / reduce-scatter vs one
+# backward), ~1e-7 relative per step in fp32. 1e-4 leaves room for that to grow over 20 steps, while a
+# real mismatch (a rank reading the wrong windows, gradients summed instead of averaged, a shard not
+# updated) moves the loss by more than 1e-2.
+TOLERANCE = 1e-4
+
+
+def curve(run: Path) -> dict[int, float]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "lr" in r}
+
+
+def pretrain(recipe: Path, tokens: Path, processes: int, *sets: str) -> dict:
+    launcher = (
+        ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+        if processes > 1
+        else []
+    )
+    overrides = [arg for s in sets for arg in ("--set", s)]
+    r = subprocess.run(
+        [
+            sys.executable,
+            *launcher,
+            "-m",
+            "llmforge",
+            "--quiet",
+            "pretrain",
+            str(recipe),
+            "--tokens",
+            str(tokens),
+            "--json",
+            *overrides,
+        ],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # only rank 0 prints
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain-dist")
+    tokens = markov_tokens(root / "tokens")
+    recipe = write_recipe(root / "r.toml", root, name="one", train={"max_steps": 20})
+    results = pretrain(recipe, tokens, 1)
+    return root, tokens, recipe, results, curve(root / "one")
+
+
+def assert_same_curve(a: dict[int, float], b: dict[int, float]) -> None:
+    assert sorted(a) == sorted(b) == list(range(1, 21))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=TOLERANCE), step
+    assert a[20] < a[1] - 1.0
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(single):
+    root, tokens, recipe, reference, ref_curve = single
+    results = pretrain(recipe, tokens, 2, "run.name=ddp")
+    assert results["processes"] == 2 and results["strategy"] == "ddp"
+    assert results["local_params"] == results["params"]  # replicated
+    assert_same_curve(ref_curve, curve(root / "ddp"))
+    assert results["final_val_loss"] == pytest.approx(reference["final_val_loss"], rel=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_two_process_fsdp_shards_matches_and_resumes(single):
+    root, tokens, recipe, reference, ref_curve = single
+    fsdp = ("run.name=fsdp", "train.distributed.strategy=fsdp")
+    results = pretrain(recipe, tokens, 2, *fsdp)
+    assert results["processes"] == 2 and results["strategy"] == "fsdp"
+    # Sharding really happened: rank 0 holds half of every parameter (rows split over 2 ranks).
+    assert results["local_params"] <= results["params"] // 2 + 64
+    first = curve(root / "fsdp")
+    assert_same_curve(ref_curve, first)
+
+    # Resume from the step-10 checkpoint (full weights + full optimizer state re-sharded on load).
+    shutil.rmtree(root / "fsdp" / "checkpoints" / "step-000020")
+    pretrain(recipe, tokens, 2, *fsdp)
+    assert curve(root / "fsdp") == pytest.approx(first, rel=TOLERANCE)
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(root / "fsdp" / "checkpoints" / "step-000020")
+    assert sum(p.numel() for p in model.parameters()) == results["params"]  # saved unsharded

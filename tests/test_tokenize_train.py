@@ -1,0 +1,168 @@
+"""`llmforge tokenize train`: every algorithm trains and loads through transformers; byte-level BPE
+round-trips; bad settings and inputs exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tokenize_datasets import prose_docs, stdlib_docs, write_dataset, write_recipe
+
+from llmforge.console import UserError, configure
+from llmforge.tokenizer.config import TokenizerConfig
+from llmforge.tokenizer.train import train_tokenizer
+
+configure(quiet=True)
+
+CODE = 'def f(x):\n    """Doc."""\n    if x:\n\t\treturn {"k": [1, 2]}  # ok\n    return None\n'
+SNIPPET = "def __init__(self):\n    return None\n"
+PROSE_EMOJI = "Naïve café — “quoted” text 🙂🚀 and 日本語 with ZWJ 👩‍💻.\n"
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    docs = stdlib_docs(15) + [
+        {"text": PROSE_EMOJI * 20 + "plain English words here. " * 50, "id": "e", "source": "p"}
+    ]
+    return write_dataset(root / "dataset", [docs])
+
+
+def _train(tmp_path, dataset, **kw):
+    cfg = TokenizerConfig(val_fraction=0, **kw)
+    out = tmp_path / f"tok-{kw.get('algorithm', 'bpe')}"
+    train_tokenizer(cfg, dataset, out)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(out), out
+
+
+@pytest.mark.parametrize("whitespace", ["gpt2", "code"])
+def test_byte_level_bpe_round_trips_code_and_emoji_prose(tmp_path, mixed_dataset, whitespace):
+    tok, out = _train(tmp_path, mixed_dataset, vocab_size=600, whitespace=whitespace, split_digits=True)
+    for text in (CODE, PROSE_EMOJI, "never seen: ẞ ☃ \U0001f9ec\n\n  x=12345"):
+        ids = tok.encode(text, add_special_tokens=False)
+        assert tok.decode(ids) == text
+    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "manifest.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert tok.unk_token_id not in tok.encode(PROSE_EMOJI, add_special_tokens=False)
+    # split_digits: every digit is its own token
+    digits = tok.encode("x = 98765", add_special_tokens=False)
+    assert [tok.decode([i]) for i in digits][-5:] == list("98765")
+
+
+def test_special_tokens_and_chat_template(tmp_path, mixed_dataset):
+    tok, out = _train(tmp_path, mixed_dataset, vocab_size=400)
+    assert tok.convert_ids_to_tokens([0, 1, 2, 3, 4]) == [
+        "<|bos|>",
+        "<|eos|>",
+        "<|pad|>",
+        "<|unk|>",
+        "<|mask|>",
+    ]
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (0, 1, 2)
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
+    assert text == "<|user|>\nhi<|eos|>\n<|assistant|>\nyo<|eos|>\n"
+    ids = tok.apply_chat_template(chat[:1], tokenize=True, add_generation_prompt=True, return_dict=True)[
+        "input_ids"
+    ]
+    assert tok.convert_ids_to_tokens(ids)[0] == "<|user|>"
+    assert tok.decode(ids).endswith("<|assistant|>\n")
+    smap = json.loads((out / "special_tokens_map.json").read_text())
+    assert smap["eos_token"] == "<|eos|>"
+
+
+@pytest.mark.parametrize("algorithm", ["wordpiece", "unigram", "char", "word"])
+def test_other_algorithms_train_and_load_through_transformers(tmp_path, mixed_dataset, algorithm):
+    tok, _ = _train(tmp_path, mixed_dataset, algorithm=algorithm, vocab_size=500)
+    assert tok.eos_token == "<|eos|>"
+    ids = tok.encode(SNIPPET, add_special_tokens=False)
+    assert ids and tok.unk_token_id not in ids
+    text = tok.decode(ids)
+    if algorithm in ("unigram", "char", "word"):
+        assert text == SNIPPET
+    else:  # WordPiece drops whitespace by design
+        assert "".join(text.split()) == "".join(SNIPPET.split())
+
+
+def test_unigram_byte_fallback_covers_unseen_characters(tmp_path, mixed_dataset):
+    tok, _ = _train(tmp_path, mixed_dataset, algorithm="unigram", vocab_size=500)
+    ids = tok.encode("☃ᚠ", add_special_tokens=False)
+    assert tok.unk_token_id not in ids
+    assert any(t.startswith("<0x") for t in tok.convert_ids_to_tokens(ids))
+    assert tok.decode(ids).strip() == "☃ᚠ"
+
+
+def test_word_level_lowercases_and_unknowns_become_unk(tmp_path, mixed_dataset):
+    tok, _ = _train(tmp_path, mixed_dataset, algorithm="word", vocab_size=300, lowercase=True)
+    assert tok.unk_token_id in tok.encode("zyxwvutsrq", add_special_tokens=False)
+    assert tok.encode("RETURN Self", add_special_tokens=False) == tok.encode(
+        "return self", add_special_tokens=False
+    )
+
+
+def test_vocab_smaller_than_alphabet_is_a_user_error(tmp_path, mixed_dataset):
+    with pytest.raises(UserError, match="vocab_size: 100 is smaller than the 264"):
+        train_tokenizer(TokenizerConfig(vocab_size=100), mixed_dataset, tmp_path / "tok")
+    assert not (tmp_path / "tok").exists()
+
+
+def test_code_whitespace_needs_bpe(tmp_path, mixed_dataset):
+    with pytest.raises(UserError, match="tokenizer.whitespace"):
+        train_tokenizer(TokenizerConfig(algorithm="word", whitespace="code"), mixed_dataset, tmp_path / "t")
+
+
+def test_sample_bytes_bounds_the_training_sample(tmp_path, mixed_dataset):
+    cfg = TokenizerConfig(vocab_size=300, sample_bytes=20_000, val_fraction=0)
+    report = train_tokenizer(cfg, mixed_dataset, tmp_path / "tok")
+    total, n = 0, 0
+    for doc in stdlib_docs(15):  # the sample stops at the first document that reaches the bound
+        total, n = total + len(doc["text"].encode()), n + 1
+        if total >= 20_000:
+            break
+    assert (report["sample_bytes"], report["sample_documents"]) == (total, n)
+    assert n < 15
+
+
+def test_cli_train_writes_artifact_and_json(tmp_path, cli, mixed_dataset):
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "runs", vocab_size=300)
+    r = cli("tokenize", "train", str(recipe), "--data", str(mixed_dataset), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["vocab_size"] == 300
+    assert json.loads((tmp_path / "runs/t/tokenizer/manifest.json").read_text())["kind"] == "tokenizer"
+
+
+def test_cli_bad_inputs_exit_2(tmp_path, cli, mixed_dataset):
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "runs", vocab_size=10)
+    r = cli("tokenize", "train", str(recipe), "--data", str(mixed_dataset))
+    assert r.returncode == 2 and "vocab_size" in r.stderr and "Traceback" not in r.stderr
+    empty = write_dataset(tmp_path / "empty", [[{"text": "", "id": "a"}]])
+    recipe = write_recipe(tmp_path / "r2.toml", tmp_path / "runs", vocab_size=300)
+    r = cli("tokenize", "train", str(recipe), "--data", str(empty))
+    assert r.returncode == 2 and "empty dataset" in r.stderr
+    r = cli("tokenize", "train", str(recipe), "--data", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "nope" in r.stderr
+
+
+def test_code_tokenizer_beats_prose_tokenizer_on_code_and_vice_versa(tmp_path, shared_data):
+    """Training data shapes the vocabulary: each tokenizer packs more bytes per token into its own domain."""
+    from llmforge.tokenizer.compare import tokenizer_metrics
+
+    shakespeare = (shared_data / "tinyshakespeare/input.txt").read_text()
+    code = write_dataset(tmp_path / "code", [stdlib_docs(40)])
+    prose = write_dataset(tmp_path / "prose", [prose_docs(shakespeare[:600_000])])
+    cfg = TokenizerConfig(vocab_size=1000, val_fraction=0)
+    train_tokenizer(cfg, code, tmp_path / "tok-code")
+    train_tokenizer(cfg, prose, tmp_path / "tok-prose")
+    held_code = stdlib_docs(20, skip=100)
+    held_prose = prose_docs(shakespeare[600_000:])
+    bpt = {
+        (tok, name): tokenizer_metrics(tmp_path / f"tok-{tok}", docs)["bytes_per_token"]
+        for tok in ("code", "prose")
+        for name, docs in (("code", held_code), ("prose", held_prose))
+    }
+    assert bpt["code", "code"] > bpt["prose", "code"] * 1.1
+    assert bpt["prose", "prose"] > bpt["code", "prose"] * 1.1

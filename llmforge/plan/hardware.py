@@ -1,4 +1,4 @@
-"""Accelerators (peak FLOP/s and memory from `gpus.json`) and the wall-clock time and cost of a training run.
+"""Accelerators (peak FLOP/s and memory from the shared table `llmforge/hardware.json`) and the wall-clock time and cost of a training run.
 
 time = C / (K · peak · MFU), where MFU (model FLOPs utilisation, Chowdhery et al. 2022 "PaLM", Appendix B) is
 the fraction of the dense 16-bit peak a run actually achieves (~0.3–0.5 for well-tuned large runs).
@@ -6,34 +6,17 @@ the fraction of the dense 16-bit peak a run actually achieves (~0.3–0.5 for we
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 from llmforge.console import UserError
+from llmforge.hardware import Accelerator, accelerators
 from llmforge.plan.scaling_laws import PF_DAY
 
-GPU_TABLE = Path(__file__).with_name("gpus.json")
+Gpu = Accelerator
 
 
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    peak_tflops: float
-    memory_gb: float
-    dtype: str
-    source: str
-
-    @property
-    def memory_bytes(self) -> float:
-        return self.memory_gb * 1e9
-
-
-@cache
 def gpu_table() -> dict[str, Gpu]:
-    table = json.loads(GPU_TABLE.read_text())["gpus"]
-    return {name: Gpu(name=name, **row) for name, row in table.items()}
+    return accelerators()
 
 
 def gpu(name: str) -> Gpu:
@@ -93,5 +76,6 @@ def training_cost(
             raise UserError(
                 "--gpus/--mfu/--price need --gpu NAME or --peak-tflops; GPUs: " + ", ".join(gpu_table())
             )
-        peak_tflops = gpu(gpu_name).peak_tflops
+        device = gpu(gpu_name)
+        peak_tflops = device.dense_tflops[device.half_precision]
     return TrainingCost(gpu_name, gpus, mfu, peak_tflops, flops, price_per_gpu_hour)

@@ -5,32 +5,25 @@ from __future__ import annotations
 import json
 import resource
 import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-PEAK_TABLE = Path(__file__).with_name("peak_flops.json")
-_PRECISION_KEY = {"fp32": "fp32", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}
-
-
-@cache
-def _table() -> dict[str, Any]:
-    return json.loads(PEAK_TABLE.read_text())
+_PRECISION_DTYPE = {"fp32": "fp32", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}
 
 
 def device_peak_flops(precision: str) -> tuple[float | None, str]:
     """(peak FLOP/s of one device at `precision`, device name); None when the GPU is not in the table."""
     import torch
 
-    key = _PRECISION_KEY[precision]
+    from llmforge.hardware import by_device_name, cpu_core_peak_flops
+
+    dtype = _PRECISION_DTYPE[precision]
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name()
-        for gpu, peaks in _table()["gpu"].items():
-            if gpu in name:
-                return peaks[key] or None, name
-        return None, name
+        device = by_device_name(name)
+        return (device.peak_flops(dtype) if device else None), name
     threads = torch.get_num_threads()
-    return _table()["cpu-core"][key] * threads, f"cpu ({threads} threads)"
+    return cpu_core_peak_flops(dtype) * threads, f"cpu ({threads} threads)"
 
 
 def peak_memory_bytes() -> int:

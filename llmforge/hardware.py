@@ -1,0 +1,53 @@
+"""The shared accelerator table (`hardware.json`): dense peak FLOP/s per dtype and memory per device.
+
+`plan` uses it for training time, cost and memory fit; `pretrain` for MFU (model FLOPs utilisation,
+Chowdhery et al. 2022 "PaLM", Appendix B: achieved model FLOP/s over the device's peak). Pure JSON, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+TABLE = Path(__file__).with_name("hardware.json")
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    memory_gb: float
+    dense_tflops: dict[str, float]
+    source: str
+    device_name: str | None = None
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gb * 1e9
+
+    @property
+    def half_precision(self) -> str:
+        """The 16-bit dtype its tensor cores run: bf16 where supported, else fp16 (e.g. V100)."""
+        return "bf16" if "bf16" in self.dense_tflops else "fp16"
+
+    def peak_flops(self, dtype: str) -> float | None:
+        tflops = self.dense_tflops.get(dtype)
+        return None if tflops is None else tflops * 1e12
+
+
+@cache
+def accelerators() -> dict[str, Accelerator]:
+    table = json.loads(TABLE.read_text())["accelerators"]
+    return {name: Accelerator(name=name, **row) for name, row in table.items()}
+
+
+def by_device_name(device_name: str) -> Accelerator | None:
+    """The accelerator whose `device_name` is the longest substring of torch's device name."""
+    matches = [a for a in accelerators().values() if a.device_name and a.device_name in device_name]
+    return max(matches, key=lambda a: len(a.device_name or ""), default=None)
+
+
+def cpu_core_peak_flops(dtype: str) -> float:
+    """Peak FLOP/s of one CPU core at `dtype` on the reference machine (STACK-NOTES: 2048² matmul)."""
+    return json.loads(TABLE.read_text())["cpu_core"]["dense_gflops"][dtype] * 1e9

@@ -107,7 +107,7 @@ def inspect_artifact(
     from llmforge.artifacts.checks import check_artifact
 
     manifest = read_manifest(path)
-    problem = check_artifact(path, manifest["kind"])
+    problem = check_artifact(path, manifest)
     tree = lineage(path)
     if as_json:
         emit_json({**manifest, "lineage": tree, "valid": problem is None, "problem": problem})

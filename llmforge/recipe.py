@@ -131,19 +131,33 @@ def parse_value(text: str) -> Any:
 
 
 def apply_override(raw: dict[str, Any], item: str, source: str = "recipe") -> None:
-    """Apply one `a.b.c=value` override to the raw TOML dict (validated later with the rest)."""
+    """Apply one `a.b.c=value` override to the raw TOML dict (validated later with the rest).
+
+    A numeric part indexes a list of tables: `data.sources.0.path=corpus.jsonl`.
+    """
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=3e-4")
     parts = key.split(".")
-    node = raw
+    node: Any = raw
     for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise UserError(f"{source}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a table")
-        node = child
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = _list_item(node, part, where, source)
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise UserError(f"{source}: --set {key}: {where} is a value, not a table")
+    if isinstance(node, list):
+        raise UserError(f"{source}: --set {key}: {'.'.join(parts[:-1])} is a list; name an item's key")
     node[parts[-1]] = parse_value(value.strip())
+
+
+def _list_item(items: list[Any], part: str, where: str, source: str) -> Any:
+    if not part.isdigit() or int(part) >= len(items):
+        raise UserError(f"{source}: --set {where}: expected an index below {len(items)} into the list")
+    return items[int(part)]
 
 
 # ------------------------------------------------------------------------------------- error messages

@@ -119,3 +119,12 @@ def test_version_and_usage_errors(cli):
     assert v.returncode == 0 and v.stdout.strip() == f"llmforge {__version__}"
     bad = cli("no-such-stage")
     assert bad.returncode == 2
+
+
+def test_inspect_flags_truncated_file(cli, tmp_path):
+    ds = make_artifact(tmp_path / "ds", "dataset", files={"data/00000.jsonl": '{"text": "abc", "id": "1"}\n'})
+    assert read_manifest(ds)["files"] == {"data/00000.jsonl": 27}
+    (ds / "data" / "00000.jsonl").write_text('{"text": "a')
+    bad = cli("inspect", str(ds))
+    assert bad.returncode == 2
+    assert "data/00000.jsonl is 11 bytes, manifest.json says 27" in bad.stderr

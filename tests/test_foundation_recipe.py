@@ -142,3 +142,22 @@ def test_cli_check_and_show(cli, tmp_path):
     assert json.loads(shown.stdout)["train"]["lr"] == pytest.approx(2e-3)
     toml_out = cli("recipe", "show", str(TINY))
     assert tomllib.loads(toml_out.stdout)["run"]["name"] == "tiny"
+
+
+def test_set_indexes_lists_of_tables(tmp_path):
+    p = write(
+        tmp_path,
+        """
+        [[data.sources]]
+        name = "a"
+        type = "jsonl"
+        path = "a.jsonl"
+        """,
+    )
+    recipe = load_recipe(p, ["data.sources.0.path=b.jsonl", "data.sources.0.weight=2"])
+    assert recipe.data.sources[0].path == "b.jsonl"
+    assert recipe.data.sources[0].weight == 2.0
+    with pytest.raises(UserError, match=r"data\.sources\.3: expected an index below 1"):
+        load_recipe(p, ["data.sources.3.path=x"])
+    with pytest.raises(UserError, match="is a list; name an item's key"):
+        load_recipe(p, ["data.sources.0=x"])

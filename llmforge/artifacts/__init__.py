@@ -107,6 +107,16 @@ def content_hash(path: str | Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def file_sizes(path: str | Path) -> dict[str, int]:
+    """Byte size of every file of an artifact (manifest excluded): a cheap check for truncation."""
+    root = Path(path)
+    return {
+        str(f.relative_to(root)): f.stat().st_size
+        for f in sorted(root.rglob("*"))
+        if f.is_file() and f.name != MANIFEST
+    }
+
+
 def input_ref(path: str | Path) -> dict[str, Any]:
     """How a manifest names one of its inputs: path, kind and content hash (taken from the input's own
     manifest when it has one, so hashing a many-GB input happens once, when it is written)."""
@@ -145,6 +155,7 @@ def write_manifest(
         "stats": dict(stats or {}),
         "environment": environment(),
         "content_hash": content_hash(directory) if hash_content else None,
+        "files": file_sizes(directory),
     }
     write_json(directory / MANIFEST, manifest)
     return manifest

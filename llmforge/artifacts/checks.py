@@ -45,13 +45,24 @@ _CHECKS = {
 }
 
 
-def check_artifact(path: str | Path, kind: str) -> str | None:
-    """None when the artifact meets its kind's contract, else the reason it does not."""
-    check = _CHECKS.get(kind)
-    if check is None:
-        return None
+def _check_files(path: Path, manifest: dict) -> None:
+    """Every file the manifest lists is present with the size it had when the artifact was written."""
+    for name, size in manifest.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            raise UserError(f"{name} is missing (listed in manifest.json)")
+        if f.stat().st_size != size:
+            raise UserError(f"{name} is {f.stat().st_size} bytes, manifest.json says {size} (truncated or modified)")
+
+
+def check_artifact(path: str | Path, manifest: dict) -> str | None:
+    """None when the artifact meets its contract (files as written, plus its kind's checks), else why not."""
+    path = Path(path)
     try:
-        check(Path(path))
+        check = _CHECKS.get(manifest["kind"])
+        if check is not None:  # the kind's own check first: its message is the more specific
+            check(path)
+        _check_files(path, manifest)
     except UserError as e:
         return str(e).removeprefix(f"{path}: ")
     return None

@@ -246,6 +246,7 @@ def perplexity(
     from llmforge.eval import report
 
     model_dir = ckpt.resolve(checkpoint)
+    _quiet_libraries()
     model, tokenizer = ckpt.load(model_dir, device)
     source = tokens if tokens is not None else text
     if tokens is not None:
@@ -305,6 +306,7 @@ def samples(
     from llmforge.eval import samples as sheets
 
     texts = sheets.read_prompts(prompts)
+    _quiet_libraries()
     model, tokenizer = ckpt.load(ckpt.resolve(checkpoint), device)
     outputs = sheets.generate(
         model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed

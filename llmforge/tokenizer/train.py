@@ -70,6 +70,7 @@ def train_tokenizer(
             bar.update(task, advance=n, rate=rate_text(stats["bytes"], time.perf_counter() - start, "B"))
 
         tok.train_from_iterator(sample_texts(dataset, cfg, stats, advance), trainer=trainer)
+        bar.update(task, total=stats["bytes"], completed=stats["bytes"])  # val documents were not sampled
     if stats["documents"] == 0:
         raise UserError(f"{dataset}: no non-empty training documents (empty dataset?)")
     tok = finish(tok, cfg)

@@ -92,3 +92,33 @@ def test_no_shape_for_a_size_below_the_embeddings():
 def test_invalid_shape_is_a_user_error():
     with pytest.raises(UserError, match="not divisible"):
         Shape("llama", 2, 100, 3, 1000, 128, False)
+
+
+def test_model_toml_writes_every_key_whose_default_differs():
+    import tomllib
+
+    from llmforge.plan.shapes import model_toml
+
+    shape = Shape("llama", 4, 256, 8, 4096, 512, False, n_kv_heads=2)
+    table = tomllib.loads(model_toml(shape))["model"]
+    assert table == {
+        "arch": "llama",
+        "n_layers": 4,
+        "d_model": 256,
+        "n_heads": 8,
+        "n_kv_heads": 2,
+        "ffn_dim": shape.ffn,
+        "vocab_size": 4096,
+        "max_seq_len": 512,
+        "tie_embeddings": False,
+    }
+    assert "n_kv_heads" not in tomllib.loads(model_toml(Shape("gpt2", 2, 64, 4, 100, 64, True)))["model"]
+
+
+def test_cli_toml_and_json_exclude_each_other(cli):
+    both = cli("plan", "shape", "--params", "1e7", "--json", "--toml")
+    assert both.returncode == 2 and "not both" in both.stderr
+    given = cli(
+        "plan", "shape", "--arch", "gpt2", "--layers", "2", "--d-model", "64", "--heads", "4", "--toml"
+    )
+    assert given.returncode == 0 and 'arch = "gpt2"' in given.stdout and "n_layers = 2" in given.stdout

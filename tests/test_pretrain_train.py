@@ -149,7 +149,9 @@ def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path):
     assert a == b  # every step's loss and val loss, bit for bit
 
 
-def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_writes_a_checkpoint_and_exits_128_plus_signal(tmp_path, signum):
+    """SIGTERM (a scheduler's pre-emption) and SIGINT (Ctrl-C) both checkpoint, then exit 143 / 130."""
     tokens = markov_tokens(tmp_path / "tokens")
     recipe = write_recipe(tmp_path / "r.toml", tmp_path, train={"max_steps": 400, "checkpoint_every": 1000})
     proc = start("pretrain", str(recipe), "--tokens", str(tokens))
@@ -158,12 +160,25 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
     while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 128 + signal.SIGTERM, proc.stderr.read()
+    proc.send_signal(signum)
+    stderr = proc.communicate()[1]
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
     saved = sorted((tmp_path / "t" / "checkpoints").iterdir())
     assert len(saved) == 1
     step = read_manifest(saved[0])["stats"]["step"]
     assert 3 <= step < 400 and max(losses(tmp_path / "t")) == step
+
+
+def test_checkpoint_minutes_saves_by_time(tmp_path):
+    """With checkpoint_every out of reach, a checkpoint interval shorter than a step saves after every step."""
+    from llmforge.pretrain.run import run_pretraining
+
+    tokens = markov_tokens(tmp_path / "tokens")
+    train = {"max_steps": 4, "checkpoint_every": 1000, "checkpoint_minutes": 1e-6, "keep_last": 10}
+    run_pretraining(load_recipe(write_recipe(tmp_path / "r.toml", tmp_path, train=train)), tokens)
+    saved = sorted(p.name for p in (tmp_path / "t" / "checkpoints").iterdir())
+    assert saved == ["step-000001", "step-000002", "step-000003", "step-000004"]
 
 
 def test_max_restarts_relaunches_after_a_crash(tmp_path):

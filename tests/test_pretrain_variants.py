@@ -72,3 +72,16 @@ def test_activation_checkpointing_is_switched_on():
     model = build_model(ModelConfig(n_layers=2, d_model=32, n_heads=2), vocab_size=64, eos_id=0, seed=0)
     enable_activation_checkpointing(model)
     assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+
+
+@pytest.mark.slow
+def test_torch_compile_gives_the_eager_losses(tmp_path, tokens):
+    """train.compile on CPU (inductor + the C compiler; compiling takes most of this test's time)."""
+    from torch._dynamo.utils import counters
+
+    _, eager = train(tmp_path, tokens, "eager", max_steps=2, eval_every=2)
+    counters.clear()
+    result, compiled = train(tmp_path, tokens, "compiled", max_steps=2, eval_every=2, compile=True)
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo really captured the model
+    assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], rel=1e-4)
+    assert result["final_val_loss"] == pytest.approx(eager[-1]["val_loss"], rel=1e-4)

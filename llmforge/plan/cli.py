@@ -6,6 +6,7 @@ no numpy at import time) so `llmforge plan --compute 1e21` answers at once.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -13,8 +14,8 @@ import typer
 from llmforge.console import UserError, emit_json
 from llmforge.plan.quantities import choice, fraction, positive, positive_int
 
+# No help= here: typer would show it instead of the callback's docstring (and its examples).
 app = typer.Typer(
-    help="Size a model for a budget; plan memory, shapes, parallelism; fit your own scaling laws.",
     invoke_without_command=True,
     no_args_is_help=False,
     rich_markup_mode="rich",
@@ -50,7 +51,10 @@ def size(
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Compute-optimal model size and tokens for a budget (C ≈ 6·N·D), by every well-known method.
+    """Size a model for a budget; plan memory, shapes, parallelism; fit your own scaling laws.
+
+    Without a subcommand: compute-optimal model size and tokens for a budget (C ≈ 6·N·D), by every
+    well-known method.
 
     Examples:
       llmforge plan --compute 1e21
@@ -211,6 +215,11 @@ def shape(
     params: str | None = typer.Option(None, "--params", "-n", help="Propose shapes near this size instead."),
     count: int = typer.Option(5, "--count", help="How many shapes --params proposes."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_toml: bool = typer.Option(
+        False,
+        "--toml",
+        help="Print the shape (with --params: the best proposal) as a recipe's \\[model] table on stdout.",
+    ),
 ) -> None:
     """Exact parameter count and training FLOPs per token of a shape, or shapes proposed for a size.
 
@@ -218,10 +227,21 @@ def shape(
       llmforge plan shape --arch gpt2 --layers 12 --d-model 768 --heads 12 --json   # 124,439,808
       llmforge plan shape --arch llama --layers 32 --d-model 4096 --heads 32 --vocab 32000
       llmforge plan shape --params 1e9
+      llmforge plan shape --params 1e8 --arch llama --vocab 4096 --toml >> my-recipe.toml
     """
-    from llmforge.plan.shapes import ARCHS, DEFAULT_TIED, DEFAULT_VOCAB, Shape, describe, propose_shapes
+    from llmforge.plan.shapes import (
+        ARCHS,
+        DEFAULT_TIED,
+        DEFAULT_VOCAB,
+        Shape,
+        describe,
+        model_toml,
+        propose_shapes,
+    )
 
     choice("--arch", arch, ARCHS)
+    if as_json and as_toml:
+        raise UserError("plan shape: give --json or --toml, not both")
     seq = seq or (1024 if arch == "gpt2" else 2048)
     if params is not None:
         if count < 1:
@@ -229,6 +249,9 @@ def shape(
         shapes = propose_shapes(
             positive("--params", params), arch=arch, vocab_size=vocab, seq_len=seq, tied=tied, count=count
         )
+        if as_toml:
+            sys.stdout.write(model_toml(shapes[0]))
+            return
         rows = [describe(s) for s in shapes]
         if as_json:
             emit_json({"target_params": positive("--params", params), "shapes": rows})
@@ -242,19 +265,21 @@ def shape(
     ]
     if missing:
         raise UserError(f"plan shape: give {', '.join(missing)} (or --params N to have shapes proposed)")
-    result = describe(
-        Shape(
-            arch,
-            layers,
-            d_model,
-            heads,
-            vocab or DEFAULT_VOCAB[arch],
-            seq,
-            DEFAULT_TIED[arch] if tied is None else tied,
-            n_kv_heads=kv_heads,
-            ffn_dim=ffn,
-        )
+    given = Shape(
+        arch,
+        layers,
+        d_model,
+        heads,
+        vocab or DEFAULT_VOCAB[arch],
+        seq,
+        DEFAULT_TIED[arch] if tied is None else tied,
+        n_kv_heads=kv_heads,
+        ffn_dim=ffn,
     )
+    if as_toml:
+        sys.stdout.write(model_toml(given))
+        return
+    result = describe(given)
     if as_json:
         emit_json(result)
         return

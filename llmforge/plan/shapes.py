@@ -188,3 +188,29 @@ def propose_shapes(
             f"{base.vocab_size} (the smallest embedding alone takes {embed:,} parameters); lower --vocab or raise --params"
         )
     return [shape for _, shape in found[:count]]
+
+
+def model_table(s: Shape) -> dict:
+    """`s` as a recipe's `[model]` table (keys of `llmforge.pretrain`'s ModelConfig). FFN width, tying and the
+    context are written out: the pretrain stage's own defaults for them differ from the families' here."""
+    table = {
+        "arch": s.arch,
+        "n_layers": s.n_layers,
+        "d_model": s.d_model,
+        "n_heads": s.n_heads,
+        "ffn_dim": s.ffn,
+        "vocab_size": s.vocab_size,
+        "max_seq_len": s.seq_len,
+        "tie_embeddings": s.tied,
+    }
+    if s.kv_heads != s.n_heads:
+        table["n_kv_heads"] = s.kv_heads
+    return table
+
+
+def model_toml(s: Shape) -> str:
+    """A `[model]` TOML table for `s`, headed by a comment with its exact parameter count."""
+    import tomli_w
+
+    header = f"# {s.arch} {s.n_layers}×{s.d_model}: {param_counts(s)['total']:,} parameters (llmforge plan shape)\n"
+    return header + tomli_w.dumps({"model": model_table(s)})

@@ -65,6 +65,21 @@ def _step_of(line: str) -> float:
         return float("inf")
 
 
+def tracker_config(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Recipe tables flattened to `train.spike.sigma`-style keys with scalar values, the only kind
+    TensorBoard's hparams accept (None is left out, lists become their text)."""
+    flat: dict[str, Any] = {}
+    for key, value in tables.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(tracker_config(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = str(value)
+        elif value is not None:
+            flat[name] = value
+    return flat
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -117,7 +117,8 @@ def _check_device(train: Any, cuda: bool) -> None:
         )
     if train.report_to != "none" and importlib.util.find_spec(train.report_to) is None:
         raise UserError(
-            f"train.report_to = {train.report_to!r}: the {train.report_to} package is not installed"
+            f"train.report_to = {train.report_to!r}: the {train.report_to} package is not installed; "
+            f"`pip install {train.report_to}` or set train.report_to = 'none'"
         )
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmforge.artifacts import TOKENS_DIR
 from llmforge.recipe import Recipe
+
+if TYPE_CHECKING:
+    from llmforge.pretrain.trainer import Outcome
 
 
 @dataclass
@@ -23,11 +26,10 @@ def run_pretraining(recipe: Recipe, tokens: Path | None = None, *, resume: bool 
     import torch
     from transformers.utils import logging as hf_logging
 
-    from llmforge.artifacts.tokens import TokenShards
     from llmforge.pretrain.launch import make_accelerator
     from llmforge.pretrain.metrics import read_metrics
     from llmforge.pretrain.preflight import preflight
-    from llmforge.pretrain.report import unigram_entropy, write_report, write_snapshot
+    from llmforge.pretrain.report import write_report, write_snapshot
     from llmforge.pretrain.trainer import METRICS_FILE, pretrain
 
     hf_logging.disable_progress_bar()  # our own bar is the only one
@@ -44,26 +46,7 @@ def run_pretraining(recipe: Recipe, tokens: Path | None = None, *, resume: bool 
             f"out of memory ({e}); lower train.micro_batch (gradient accumulation keeps the global batch), "
             f"turn on train.activation_checkpointing, or use train.distributed.strategy = 'fsdp'"
         ) from None
-    state, size = outcome.state, outcome.size
-    results = {
-        "final_val_loss": state.val_loss,
-        "unigram_entropy": unigram_entropy(TokenShards(tokens, "train"), inputs.index["vocab_size"]),
-        "params": size.params,
-        "non_embedding_params": size.non_embedding_params,
-        "flops_per_token": size.flops_per_token,
-        "tokens_seen": state.tokens_seen,
-        "steps": state.step,
-        "tokens_per_s": outcome.tokens_per_s,
-        "mfu": outcome.mfu,
-        "device": outcome.device,
-        "processes": accelerator.num_processes,
-        "strategy": recipe.table("train").distributed.strategy,
-        "local_params": outcome.local_params,
-        "precision": recipe.table("train").precision,
-        "spike_events": outcome.events,
-        "checkpoint": str(outcome.checkpoint.resolve()),
-        "completed": outcome.interrupted is None,
-    }
+    results = _results(recipe, tokens, inputs.index["vocab_size"], outcome, accelerator.num_processes)
     report = None
     if accelerator.is_main_process and outcome.interrupted is None:
         metrics = read_metrics(recipe.run_dir / METRICS_FILE)
@@ -72,3 +55,32 @@ def run_pretraining(recipe: Recipe, tokens: Path | None = None, *, resume: bool 
     return RunResult(
         results=results, report=report, checkpoint=outcome.checkpoint, interrupted=outcome.interrupted
     )
+
+
+def _results(
+    recipe: Recipe, tokens: Path, vocab_size: int, outcome: Outcome, processes: int
+) -> dict[str, Any]:
+    """The run's results.json: losses against the unigram entropy, size, throughput, events."""
+    from llmforge.artifacts.tokens import TokenShards
+    from llmforge.pretrain.report import unigram_entropy
+
+    state, size, train = outcome.state, outcome.size, recipe.table("train")
+    return {
+        "final_val_loss": state.val_loss,
+        "unigram_entropy": unigram_entropy(TokenShards(tokens, "train"), vocab_size),
+        "params": size.params,
+        "non_embedding_params": size.non_embedding_params,
+        "flops_per_token": size.flops_per_token,
+        "tokens_seen": state.tokens_seen,
+        "steps": state.step,
+        "tokens_per_s": outcome.tokens_per_s,
+        "mfu": outcome.mfu,
+        "device": outcome.device,
+        "processes": processes,
+        "strategy": train.distributed.strategy,
+        "local_params": outcome.local_params,
+        "precision": train.precision,
+        "spike_events": outcome.events,
+        "checkpoint": str(outcome.checkpoint.resolve()),
+        "completed": outcome.interrupted is None,
+    }

@@ -16,7 +16,6 @@ from llmforge.artifacts import CHECKPOINTS_DIR, stale_temporaries
 from llmforge.console import info, progress, rate_text, warn
 from llmforge.pretrain.checkpoint import (
     TrainState,
-    latest_checkpoint,
     load_trainer_state,
     load_weights,
     prune_checkpoints,
@@ -28,7 +27,7 @@ from llmforge.pretrain.checkpoint import (
 )
 from llmforge.pretrain.config import TrainConfig
 from llmforge.pretrain.launch import StopSignal
-from llmforge.pretrain.metrics import MetricsLog, device_peak_flops, peak_memory_bytes
+from llmforge.pretrain.metrics import MetricsLog, device_peak_flops, peak_memory_bytes, tracker_config
 from llmforge.pretrain.model import (
     ModelSize,
     build_model,
@@ -65,6 +64,27 @@ class Outcome:
     local_params: int = 0  # parameter elements on rank 0 (a shard under FSDP)
 
 
+@dataclass
+class _Meter:
+    """Tokens and compute seconds of this process's run, and of the window since the last log line."""
+
+    run_tokens: int = 0
+    run_time: float = 0.0
+    window_tokens: int = 0
+    window_time: float = 0.0
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.run_tokens += tokens
+        self.run_time += seconds
+        self.window_tokens += tokens
+        self.window_time += seconds
+
+    def take_window(self) -> tuple[int, float]:
+        window = self.window_tokens, self.window_time
+        self.window_tokens, self.window_time = 0, 0.0
+        return window
+
+
 def pretrain(recipe: Recipe, inputs: Inputs, accelerator: Any) -> Outcome:
     return _Loop(recipe, inputs, accelerator).run()
 
@@ -86,13 +106,7 @@ class _Loop:
         self.val_windows = TokenWindows(
             TokenShards(inputs.tokens, "val"), self.train.seq_len, seed=seed, shuffle=False
         )
-        if self.model_cfg.init_from:
-            torch.manual_seed(seed)
-            model = load_model(self.model_cfg.init_from)
-        else:
-            model = build_model(self.model_cfg, inputs.vocab_size, inputs.eos_id, seed)
-        if self.train.activation_checkpointing:
-            enable_activation_checkpointing(model)
+        model = self._initial_model(seed)
         self.size = model_size(model, self.train.seq_len)
         self.state = TrainState(world_size=self.world)
         optimizer_state = None
@@ -102,18 +116,7 @@ class _Loop:
             set_rng_state(rng_states[self.rank % len(rng_states)])
             self.state.world_size = self.world
         self.fsdp = self.train.distributed.strategy == "fsdp"
-        if self.fsdp:
-            model = shard_model(
-                model,
-                full_shard=self.train.distributed.fsdp_sharding == "full-shard",
-                precision=self.train.precision,
-                device=accelerator.device,
-            )
-        optimizer = make_optimizer(model, self.train)
-        if self.fsdp:  # already sharded: Accelerate must not wrap it in DDP
-            self.model, self.optimizer = model, accelerator.prepare(optimizer)
-        else:
-            self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.model, self.optimizer = self._prepare(model)
         if optimizer_state is not None:
             self._load_optimizer(optimizer_state)
         self.local_params = local_numel(self.model)
@@ -129,6 +132,33 @@ class _Loop:
             self.metrics = MetricsLog(self.run_dir / METRICS_FILE, resume_step)
         self.last_checkpoint = inputs.resume_from
         self.last_save_time = time.monotonic()
+
+    def _initial_model(self, seed: int) -> Any:
+        """A fresh model from `[model]`, or the `init_from` checkpoint (continued pretraining)."""
+        import torch
+
+        if self.model_cfg.init_from:
+            torch.manual_seed(seed)
+            model = load_model(self.model_cfg.init_from)
+        else:
+            model = build_model(self.model_cfg, self.inputs.vocab_size, self.inputs.eos_id, seed)
+        if self.train.activation_checkpointing:
+            enable_activation_checkpointing(model)
+        return model
+
+    def _prepare(self, model: Any) -> tuple[Any, Any]:
+        """Shard (FSDP) or wrap (DDP through Accelerate) the model, and build its optimizer."""
+        if not self.fsdp:
+            return self.acc.prepare(model, make_optimizer(model, self.train))
+        distributed = self.train.distributed
+        model = shard_model(
+            model,
+            full_shard=distributed.fsdp_sharding == "full-shard",
+            precision=self.train.precision,
+            device=self.acc.device,
+        )
+        # Already sharded: only the optimizer goes through Accelerate, which would wrap the model in DDP.
+        return model, self.acc.prepare(make_optimizer(model, self.train))
 
     # ------------------------------------------------------------------------------------ one step
 
@@ -295,66 +325,92 @@ class _Loop:
 
     def run(self) -> Outcome:
         train = self.train
-        row_multiple = train.micro_batch * self.world
-        window_tokens, window_time = 0, 0.0
-        run_tokens, run_time = 0, 0.0
-        if self.acc.is_main_process and train.report_to != "none":
-            self.acc.init_trackers(self.recipe.run.name, config=self.recipe.to_dict()["train"])
+        meter = _Meter()
+        self._start_trackers()
         interrupted = None
         with StopSignal() as stop, progress() as bar:
             task = bar.add_task("pretrain", total=train.max_steps, completed=self.state.step, rate="")
             while self.state.step < train.max_steps:
-                rows = batch_rows_at(self.state.tokens_seen, train, row_multiple)
-                lr = lr_at(self.state.step, train) * self.state.lr_factor
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                started = time.perf_counter()
-                loss, grad_norm, rolled_back = self._step(rows)
-                if rolled_back:
+                loss = self._advance(meter)
+                if loss is None:  # rolled back to the last checkpoint
                     continue
-                elapsed = time.perf_counter() - started
-                tokens = rows * train.seq_len
-                self.state.step += 1
-                self.state.cursor += rows
-                if grad_norm is not None:
-                    self.state.tokens_seen += tokens
-                window_tokens, window_time = window_tokens + tokens, window_time + elapsed
-                run_tokens, run_time = run_tokens + tokens, run_time + elapsed
-                record: dict[str, Any] = {}
-                step = self.state.step
-                if step % train.eval_every == 0 or step == train.max_steps:
-                    self.state.val_loss = self.evaluate()
-                    record["val_loss"] = self.state.val_loss
-                if step % train.log_every == 0 or record:
-                    record.update(self._record(loss, lr, grad_norm, window_tokens, window_time))
-                    window_tokens, window_time = 0, 0.0
-                    self._write(record)
-                bar.update(
-                    task, completed=step, rate=f"loss {loss:.3f} · {rate_text(run_tokens, run_time, 'tok')}"
-                )
-                timed = train.checkpoint_minutes is not None and (
-                    time.monotonic() - self.last_save_time >= 60 * train.checkpoint_minutes
-                )
-                signalled, timed = self._agree(stop.signum is not None, timed)
-                if signalled or timed or step % train.checkpoint_every == 0 or step == train.max_steps:
-                    self.save()
-                if signalled:
+                rate = f"loss {loss:.3f} · {rate_text(meter.run_tokens, meter.run_time, 'tok')}"
+                bar.update(task, completed=self.state.step, rate=rate)
+                if self._checkpoint_if_due(stop.signum is not None):
+                    # A rank that did not see the signal itself stops because another one did.
                     interrupted = stop.signum or signal.SIGTERM
-                    info(f"[yellow]stopped by signal {interrupted} after step {step}; checkpoint saved[/]")
+                    info(
+                        f"[yellow]stopped by signal {interrupted} after step {self.state.step}; "
+                        "checkpoint saved[/]"
+                    )
                     break
         if train.report_to != "none":
             self.acc.end_training()
-        tokens_per_s = run_tokens / run_time if run_time else 0.0
+        tokens_per_s = meter.run_tokens / meter.run_time if meter.run_time else 0.0
         return Outcome(
             state=self.state,
             size=self.size,
-            checkpoint=self.last_checkpoint or latest_checkpoint(self.checkpoints),
+            checkpoint=self.last_checkpoint,
             interrupted=interrupted,
             events=self.events,
             tokens_per_s=tokens_per_s,
             mfu=self._mfu(tokens_per_s),
             device=self.device,
             local_params=self.local_params,
+        )
+
+    def _advance(self, meter: _Meter) -> float | None:
+        """One optimizer step at the scheduled batch size and LR, then its log line and validation when due.
+        Returns the step's loss, or None when a spike rolled the run back."""
+        train = self.train
+        rows = batch_rows_at(self.state.tokens_seen, train, train.micro_batch * self.world)
+        lr = lr_at(self.state.step, train) * self.state.lr_factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        started = time.perf_counter()
+        loss, grad_norm, rolled_back = self._step(rows)
+        if rolled_back:
+            return None
+        tokens = rows * train.seq_len
+        meter.add(tokens, time.perf_counter() - started)
+        self.state.step += 1
+        self.state.cursor += rows
+        if grad_norm is not None:  # a skipped batch was seen but not learned from
+            self.state.tokens_seen += tokens
+        step, record = self.state.step, {}
+        if step % train.eval_every == 0 or step == train.max_steps:
+            self.state.val_loss = self.evaluate()
+            record["val_loss"] = self.state.val_loss
+        if step % train.log_every == 0 or record:
+            record.update(self._record(loss, lr, grad_norm, *meter.take_window()))
+            self._write(record)
+        return loss
+
+    def _checkpoint_if_due(self, signalled: bool) -> bool:
+        """Save on a stop signal, every `checkpoint_every` steps or `checkpoint_minutes`, and at the end;
+        returns whether a signal asks the run to stop (on any rank)."""
+        train, step = self.train, self.state.step
+        timed = train.checkpoint_minutes is not None and (
+            time.monotonic() - self.last_save_time >= 60 * train.checkpoint_minutes
+        )
+        signalled, timed = self._agree(signalled, timed)
+        if signalled or timed or step % train.checkpoint_every == 0 or step == train.max_steps:
+            self.save()
+        return signalled
+
+    def _start_trackers(self) -> None:
+        """Accelerate's trackers, given the `[model]` and `[train]` tables. A resumed run hides what
+        TensorBoard logged after its checkpoint (as metrics.jsonl drops those lines)."""
+        if not self.acc.is_main_process or self.train.report_to == "none":
+            return
+        tables = self.recipe.to_dict()
+        init_kwargs = {}
+        if self.inputs.resume_from is not None:
+            init_kwargs["tensorboard"] = {"purge_step": self.state.step + 1}
+        self.acc.init_trackers(
+            self.recipe.run.name,
+            config=tracker_config({k: tables[k] for k in ("model", "train")}),
+            init_kwargs=init_kwargs,
         )
 
     def _mfu(self, tokens_per_s: float) -> float | None:
@@ -381,5 +437,6 @@ class _Loop:
             self.metrics.write(record)
         if self.train.report_to != "none":
             self.acc.log(
-                {k: v for k, v in record.items() if isinstance(v, (int, float))}, step=self.state.step
+                {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))},
+                step=self.state.step,
             )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from llmforge.console import UserError
 from llmforge.plan.scaling_laws import APPROACH1, FLOPS_PER_PARAM_TOKEN
-from llmforge.plan.shapes import Shape, param_counts, propose_shapes
+from llmforge.plan.shapes import Shape, model_table, param_counts, propose_shapes
 
 if TYPE_CHECKING:
     from llmforge.recipe import Recipe
@@ -116,20 +116,12 @@ def rung_recipe(base: dict, rung: Rung) -> dict:
     train = recipe.setdefault("train", {})
     base_steps = train.get("max_steps", rung.steps)
     recipe["run"] = {**recipe.get("run", {}), "name": rung.name}
+    base_model = {k: v for k, v in recipe.get("model", {}).items() if k != "n_kv_heads"}
     recipe["model"] = {
-        **recipe.get("model", {}),
-        "arch": rung.shape.arch,
-        "n_layers": rung.shape.n_layers,
-        "d_model": rung.shape.d_model,
-        "n_heads": rung.shape.n_heads,
-        "ffn_dim": rung.shape.ffn,
-        "vocab_size": rung.shape.vocab_size,
-        "tie_embeddings": rung.shape.tied,
-        "max_seq_len": max(
-            recipe.get("model", {}).get("max_seq_len", rung.shape.seq_len), rung.shape.seq_len
-        ),
+        **base_model,
+        **model_table(rung.shape),
+        "max_seq_len": max(base_model.get("max_seq_len", rung.shape.seq_len), rung.shape.seq_len),
     }
-    recipe["model"].pop("n_kv_heads", None)
     train["max_steps"] = rung.steps
     if "warmup_steps" in train:  # keep the base's warm-up fraction
         train["warmup_steps"] = min(

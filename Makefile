@@ -39,6 +39,10 @@ demo: install
 	$(LLMFORGE) plan shape --arch llama --layers 4 --d-model 128 --heads 4 --vocab 4096 --seq 256
 	$(LLMFORGE) data build $(RECIPE)
 	$(LLMFORGE) data sample $(RUN_DIR)/dataset -n 2
+	$(LLMFORGE) data stats $(RUN_DIR)/dataset
+	if [ -d $(SHARED_DATA)/wikitext2 ]; then \
+	  $(LLMFORGE) data train-classifier --positive $(SHARED_DATA)/wikitext2/valid.txt \
+	    --negative $(SHARED_DATA)/tinyshakespeare/input.txt --out $(RUN_DIR)/quality-classifier; fi
 	$(LLMFORGE) tokenize train $(RECIPE)
 	$(LLMFORGE) tokenize encode $(RECIPE)
 	$(LLMFORGE) pretrain $(RECIPE)

@@ -37,7 +37,7 @@ def build(tmp_path: Path, table: dict, seed: int = 0) -> tuple[dict, Path]:
     return build_dataset(cfg, run_dir, seed), run_dir / "dataset"
 
 
-def test_planted_exact_and_near_duplicates_are_removed(tmp_path):
+def test_planted_exact_and_near_duplicates_are_removed(tmp_path, cli):
     rng = random.Random(0)
     distinct = [" ".join(words(rng, 200)) for _ in range(30)]
     near = []
@@ -65,6 +65,19 @@ def test_planted_exact_and_near_duplicates_are_removed(tmp_path):
     steps = {s["step"]: s for s in report["steps"]}
     assert steps["00.exact_dedup"]["docs_in"] == 42 and steps["00.exact_dedup"]["docs_out"] == 36
     assert steps["01.minhash"]["docs_out"] == 30
+    # a dedup step's time spans its stages (signature, buckets, cluster, filter), so it is well above zero
+    assert steps["01.minhash"]["seconds"] > 0.01 and steps["01.minhash"]["docs_per_s"] > 0
+    # a few removed documents per step and reason, shown by `data stats`
+    exact_examples = steps["00.exact_dedup"]["examples"]["exact_dedup"]
+    assert len(exact_examples) == 3 and all(e["id"].startswith(("d", "x")) for e in exact_examples)
+    assert all(
+        len(e["text"]) == 300 and any(d.startswith(e["text"]) for d in distinct[10:16])
+        for e in exact_examples
+    )
+    assert len(steps["01.minhash"]["examples"]["minhash"]) == 3
+    shown = cli("data", "stats", str(out))
+    assert shown.returncode == 0 and "removed documents" in shown.stderr, shown.stderr
+    assert exact_examples[0]["id"] in shown.stderr
     assert report["minhash_jaccard_threshold"]["01.minhash"] == pytest.approx((1 / 14) ** (1 / 8), abs=1e-3)
     assert read_manifest(out)["kind"] == "dataset"
     assert (out / "funnel.png").stat().st_size > 1000
@@ -222,3 +235,29 @@ def test_parquet_text_folder_and_warc_sources(tmp_path, shared_data):
     assert sorted(by_source["txt"]) == ["a plain text file", "another plain text file"]
     assert any("Example Domain" in t or "illustrative examples" in t for t in by_source["warc"])
     assert all("<html" not in t for t in by_source["warc"])
+
+
+def test_line_dedup_removes_repeated_line_spans(tmp_path):
+    rng = random.Random(1)
+    header = [
+        "copyright notice of the example site",
+        "all rights reserved by nobody",
+        "cookie policy applies",
+    ]
+    bodies = [[" ".join(words(rng, 12)) for _ in range(8)] for _ in range(5)]
+    records = [{"text": "\n".join(header + body), "id": f"d{i}"} for i, body in enumerate(bodies)]
+    records.append({"text": "\n".join(header + ["just a few words"]), "id": "short"})
+    write_jsonl(tmp_path / "src" / "a.jsonl", records)
+    report, out = build(
+        tmp_path,
+        {
+            "sources": [{"name": "web", "type": "jsonl", "path": str(tmp_path / "src")}],
+            "steps": [{"type": "line_dedup", "span": 3, "min_sentences": 0}],
+        },
+    )
+    docs = {d["id"]: d["text"] for d in iter_documents(out)}
+    assert sorted(docs) == ["d0", "d1", "d2", "d3", "d4"]  # "short" had only the repeated span left
+    assert sum(header[0] in t for t in docs.values()) == 1
+    assert all(docs[f"d{i}"].split("\n")[-8:] == body for i, body in enumerate(bodies))
+    step = report["steps"][0]
+    assert step["dropped"] == {"line_dedup": 1} and step["bytes_out"] < step["bytes_in"]

@@ -37,8 +37,16 @@ def _check_checkpoint(path: Path) -> None:
         raise UserError("checkpoint has no *.safetensors weights")
 
 
+def _check_classifier(path: Path) -> None:
+    """A fastText quality classifier (`llmforge data train-classifier`): model.bin, non-empty."""
+    f = path / "model.bin"
+    if not f.is_file() or f.stat().st_size == 0:
+        raise UserError("classifier artifact has no (or an empty) model.bin")
+
+
 _CHECKS = {
     "dataset": _check_dataset,
+    "classifier": _check_classifier,
     "tokenizer": _check_tokenizer,
     "tokens": _check_tokens,
     "checkpoint": _check_checkpoint,
@@ -52,7 +60,9 @@ def _check_files(path: Path, manifest: dict) -> None:
         if not f.is_file():
             raise UserError(f"{name} is missing (listed in manifest.json)")
         if f.stat().st_size != size:
-            raise UserError(f"{name} is {f.stat().st_size} bytes, manifest.json says {size} (truncated or modified)")
+            raise UserError(
+                f"{name} is {f.stat().st_size} bytes, manifest.json says {size} (truncated or modified)"
+            )
 
 
 def check_artifact(path: str | Path, manifest: dict) -> str | None:

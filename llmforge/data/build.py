@@ -19,7 +19,7 @@ from llmforge.artifacts import DATASET_DIR, atomic_dir, write_json, write_manife
 from llmforge.artifacts.dataset import DATA_DIR, REPORT
 from llmforge.console import UserError
 from llmforge.data.config import DataConfig
-from llmforge.data.pipeline import OUTPUT_DIR, minhash_threshold, plan_stages, run_stages
+from llmforge.data.pipeline import EXAMPLES_DIR, OUTPUT_DIR, minhash_threshold, plan_stages, run_stages
 from llmforge.data.registry import validate_steps
 from llmforge.data.report import build_report, collect_steps, plot_funnel
 
@@ -59,7 +59,7 @@ def build_dataset(cfg: DataConfig, run_dir: Path, seed: int, *, verbose: bool = 
     run_stages(stages, cfg, verbose=verbose)
     elapsed = time.perf_counter() - start
 
-    step_stats, bad_records = collect_steps(stages)
+    step_stats, bad_records = collect_steps(stages, work / EXAMPLES_DIR)
     extra: dict[str, Any] = {
         "seconds": round(elapsed, 2),
         "resumed": resumed,

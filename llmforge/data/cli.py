@@ -59,11 +59,14 @@ def build(
             human_bytes(s["bytes_in"]),
             human_bytes(s["bytes_out"]),
             ", ".join(f"{k} {v:,}" for k, v in s["dropped"].items()) or "-",
+            f"{s['docs_per_s']:,.0f}" if s["docs_per_s"] else "-",
         )
         for s in report["steps"]
     ]
     summary_table(
-        f"data build → {out}", rows, ("step", "docs in", "docs out", "bytes in", "bytes out", "dropped")
+        f"data build → {out}",
+        rows,
+        ("step", "docs in", "docs out", "bytes in", "bytes out", "dropped", "docs/s"),
     )
     summary_table(
         "sources",
@@ -79,15 +82,69 @@ def build(
     )
 
 
+@app.command("train-classifier")
+def train_classifier(
+    positive: Path = typer.Option(
+        ..., "--positive", help="Reference-quality text: a dataset artifact, .jsonl(.gz)/text file or folder."
+    ),
+    negative: Path = typer.Option(..., "--negative", help="Raw text (e.g. unfiltered crawl), same formats."),
+    out: Path = typer.Option(..., "--out", help="Where to write the classifier artifact."),
+    text_key: str = typer.Option("text", "--text-key", help="Text field of .jsonl records."),
+    holdout: float = typer.Option(0.1, "--holdout", min=0.01, max=0.5, help="Held-out fraction per class."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="fastText training epochs."),
+    max_docs: int = typer.Option(100_000, "--max-docs", min=2, help="Seeded sample cap per class."),
+    seed: int = typer.Option(0, "--seed", help="Sampling, split and training seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the training report as JSON on stdout."),
+) -> None:
+    """Train a fastText quality classifier (reference vs raw text, as GPT-3 and LLaMA did) and report
+    held-out precision/recall/accuracy. Use it with a `quality_classifier` step in \\[\\[data.steps]].
+
+    Text files give one document per blank-line-separated paragraph; texts under 5 words are skipped.
+
+    Example: llmforge data train-classifier --positive wiki.txt --negative crawl.jsonl.gz --out runs/clf
+    """
+    from llmforge.data.classifier import train_classifier as train
+
+    report = train(
+        positive,
+        negative,
+        out,
+        text_key=text_key,
+        holdout=holdout,
+        epochs=epochs,
+        max_docs=max_docs,
+        seed=seed,
+    )
+    if as_json:
+        emit_json({"path": str(out), **report})
+        return
+    h = report["heldout"]
+    summary_table(
+        f"quality classifier → {out}",
+        {
+            "train docs (positive / negative)": f"{report['positive']['train_docs']:,} / "
+            f"{report['negative']['train_docs']:,}",
+            "held-out docs (positive / negative)": f"{h['positives']:,} / {h['negatives']:,}",
+            f"precision @ {h['threshold']}": h["precision"],
+            "recall": h["recall"],
+            "accuracy": h["accuracy"],
+            "seconds": report["seconds"],
+        },
+    )
+
+
 @app.command("stats")
 def stats(
     dataset: Path = typer.Argument(..., help="A dataset artifact directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
-    """Documents and bytes by source, length percentiles, and what each build step removed.
+    """Documents and bytes by source, length percentiles, what each build step removed, with examples.
 
     Example: llmforge data stats runs/tiny/dataset
     """
+    from rich.markup import escape
+
+    from llmforge.console import console
     from llmforge.data.inspect import dataset_stats
 
     result = dataset_stats(dataset)
@@ -124,6 +181,21 @@ def stats(
             ],
             ("step", "docs in", "docs out", "dropped"),
         )
+        examples = [
+            (step, reason, ex)
+            for step, v in result["steps"].items()
+            for reason, items in v["examples"].items()
+            for ex in items
+        ]
+        if examples and not state.quiet:
+            console.print("[bold]removed documents (examples)[/]")
+            for step, reason, ex in examples:
+                text = escape(" ".join(ex["text"].split()))
+                console.print(
+                    f"  {step} [yellow]{reason}[/] [cyan]{escape(ex['id'])}[/] ({ex['source']}): [dim]{text}[/]",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
 
 
 @app.command("sample")

@@ -160,6 +160,17 @@ class FineWebOptions(_Options):
     new_line_ratio: float = 0.3
 
 
+class QualityClassifierOptions(_Options):
+    """Keep by a `classifier` artifact's score: `threshold`, or GPT-3's Pareto sampling with α = 9 (Brown et
+    al. 2020, Appendix A)."""
+
+    model: str = Field(min_length=1, description="A classifier artifact (llmforge data train-classifier).")
+    mode: Literal["threshold", "pareto"] = "threshold"
+    threshold: float = Field(0.5, ge=0, le=1)
+    alpha: float = Field(9.0, gt=0)
+    seed: int = 0
+
+
 class ExactDedupOptions(_GlobalOptions):
     pass
 
@@ -170,6 +181,17 @@ class MinhashOptions(_GlobalOptions):
     shingle_size: int = Field(5, ge=1)
     bands: int = Field(14, ge=1)
     rows: int = Field(8, ge=1)
+
+
+class LineDedupOptions(_GlobalOptions):
+    """Drop every repeat of a span of `span` consecutive lines (or sentences) seen earlier in the dataset,
+    C4's three-sentence-span dedup (Raffel et al. 2020, §2.2) via datatrove's sentence dedup; a document left
+    with fewer than `min_doc_words` words or `min_sentences` sentences is dropped (0 turns a check off)."""
+
+    unit: Literal["line", "sentence"] = "line"
+    span: int = Field(3, ge=1)
+    min_doc_words: int = Field(50, ge=0)
+    min_sentences: int = Field(3, ge=0)
 
 
 class DecontaminateOptions(_Options):
@@ -205,8 +227,10 @@ STEP_OPTIONS: dict[str, type[Table]] = {
     "gopher_repetition": GopherRepetitionOptions,
     "c4": C4Options,
     "fineweb": FineWebOptions,
+    "quality_classifier": QualityClassifierOptions,
     "exact_dedup": ExactDedupOptions,
     "minhash": MinhashOptions,
+    "line_dedup": LineDedupOptions,
     "decontaminate": DecontaminateOptions,
     "blocklist": BlocklistOptions,
     "counterfactual": CounterfactualOptions,

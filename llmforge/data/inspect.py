@@ -40,7 +40,12 @@ def dataset_stats(path: Path) -> dict[str, Any]:
     report_file = path / REPORT
     report = json.loads(report_file.read_text()) if report_file.is_file() else {}
     removed = {
-        s["step"]: {"docs_in": s["docs_in"], "docs_out": s["docs_out"], "dropped": s["dropped"]}
+        s["step"]: {
+            "docs_in": s["docs_in"],
+            "docs_out": s["docs_out"],
+            "dropped": s["dropped"],
+            "examples": s.get("examples", {}),
+        }
         for s in report.get("steps", [])
     }
     return {

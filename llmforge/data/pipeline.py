@@ -21,6 +21,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from datatrove.executor import LocalPipelineExecutor  # noqa: E402
+from datatrove.pipeline.filters.base_filter import BaseFilter  # noqa: E402
 from datatrove.pipeline.readers import JsonlReader  # noqa: E402
 from loguru import logger  # noqa: E402
 
@@ -28,10 +29,12 @@ from llmforge.console import UserError, progress, rate_text  # noqa: E402
 from llmforge.data.config import DataConfig  # noqa: E402
 from llmforge.data.registry import DEDUP_STEPS, build_step  # noqa: E402
 from llmforge.data.sources import build_reader  # noqa: E402
-from llmforge.data.steps.meter import Metered  # noqa: E402
+from llmforge.data.steps.examples import RemovedExamples  # noqa: E402
+from llmforge.data.steps.meter import Metered, Timed  # noqa: E402
 from llmforge.data.steps.mixture import MixtureSampler  # noqa: E402
 
 OUTPUT_DIR = "output"
+EXAMPLES_DIR = "examples"  # a few removed documents per step and drop reason (steps/examples.py)
 
 
 def minhash_threshold(bands: int, rows: int) -> float:
@@ -47,7 +50,7 @@ class _RankFileReader(JsonlReader):
     name = "📖 stage input"
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        name = f"{rank:05d}.jsonl.gz"
+        name = f"{rank:05d}.jsonl"
         files = [name] if self.data_folder.exists(name) else []
         yield from self.read_files_shard(files)
 
@@ -64,6 +67,7 @@ class Stage:
     logs: Path
     depends: int | None = None
     metered: list[str] = field(default_factory=list)
+    timed: dict[str, str] = field(default_factory=dict)  # stats entry of a `Timed` step → label it times
 
 
 class _QuietLocalExecutor(LocalPipelineExecutor):
@@ -79,7 +83,7 @@ class _QuietLocalExecutor(LocalPipelineExecutor):
         return super()._run_for_rank(rank, local_rank, node_rank)
 
 
-def _dedup_parts(kind: str, opts: Any, work: Path, seed: int, tasks: int):
+def _dedup_parts(kind: str, opts: Any, work: Path, seed: int, examples: RemovedExamples):
     """(signature step, middle stages [(name, steps, tasks)], filter step) for one dedup step."""
     if kind == "exact_dedup":
         from datatrove.pipeline.dedup.exact_dedup import (
@@ -89,34 +93,60 @@ def _dedup_parts(kind: str, opts: Any, work: Path, seed: int, tasks: int):
             ExactFindDedups,
         )
 
-        cfg = ExactDedupConfig(content_getter=_doc_text)
+        from llmforge.data.steps.dedup import id_priority
+
+        cfg = ExactDedupConfig(content_getter=_doc_text, document_priority=id_priority)
         return (
             ExactDedupSignature(str(work / "sigs"), cfg),
             [("find", [ExactFindDedups(str(work / "sigs"), str(work / "dups"), cfg)], 1)],
-            ExactDedupFilter(str(work / "dups"), cfg),
+            ExactDedupFilter(str(work / "dups"), cfg, exclusion_writer=examples),
+        )
+    if kind == "line_dedup":
+        from datatrove.pipeline.dedup.sentence_dedup import (
+            SentDedupConfig,
+            SentenceDedupFilter,
+            SentenceDedupSignature,
+            SentenceFindDedups,
+        )
+
+        cfg = SentDedupConfig(
+            n_sentences=opts.span,
+            split_sentences=opts.unit == "sentence",
+            min_doc_words=opts.min_doc_words,
+            min_num_sentences=opts.min_sentences,
+        )
+        # no exclusion writer: datatrove's hands it the edited documents too, not only the removed ones
+        return (
+            SentenceDedupSignature(str(work / "sigs"), config=cfg),
+            [("find", [SentenceFindDedups(str(work / "sigs"), str(work / "dups"), config=cfg)], 1)],
+            SentenceDedupFilter(str(work / "dups"), config=cfg),
         )
     from datatrove.pipeline.dedup import (
         MinhashConfig,
         MinhashDedupBuckets,
-        MinhashDedupCluster,
         MinhashDedupFilter,
-        MinhashDedupSignature,
     )
+
+    from llmforge.data.steps.dedup import FastMinhashSignature, StableMinhashCluster
 
     cfg = MinhashConfig(
         n_grams=opts.shingle_size, num_buckets=opts.bands, hashes_per_bucket=opts.rows, seed=seed
     )
     return (
-        MinhashDedupSignature(str(work / "sigs"), cfg),
+        FastMinhashSignature(str(work / "sigs"), cfg),
         [
             (
                 "buckets",
                 [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=cfg)],
                 opts.bands,
             ),
-            ("cluster", [MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=cfg)], 1),
+            (
+                "cluster",
+                [StableMinhashCluster(str(work / "buckets"), str(work / "remove"), str(work / "sigs"))],
+                1,
+            ),
         ],
-        MinhashDedupFilter(str(work / "remove")),
+        MinhashDedupFilter(str(work / "remove"), exclusion_writer=examples),
     )
 
 
@@ -129,32 +159,49 @@ def plan_stages(cfg: DataConfig, steps: list[tuple[str, Any]], work: Path, seed:
     stages: list[Stage] = []
     current: list = list(readers)
     metered: list[str] = []
+    timed_here: dict[str, str] = {}
     passes = 1
     for i, (kind, opts) in enumerate(steps):
         label = f"{i:02d}.{kind}"
+        examples = RemovedExamples(work / EXAMPLES_DIR / label, default_reason=kind)
         if kind not in DEDUP_STEPS:
-            current.append(Metered(build_step(kind, opts), label, only=opts.sources))
+            step = build_step(kind, opts)
+            if isinstance(step, BaseFilter):  # datatrove filters hand each removed document to this writer
+                step.exclusion_writer = examples
+            current.append(Metered(step, label, only=opts.sources))
             metered.append(label)
             continue
         dedup_dir = work / f"dedup-{i:02d}"
-        signature, middle, dedup_filter = _dedup_parts(kind, opts, dedup_dir, seed, tasks)
-        current += [JsonlWriter(str(dedup_dir / "input"), output_filename="${rank}.jsonl.gz"), signature]
+        signature, middle, dedup_filter = _dedup_parts(kind, opts, dedup_dir, seed, examples)
+        # uncompressed: the copy lives only until the build ends, and gzip took most of a dedup step's time
+        writer = JsonlWriter(str(dedup_dir / "input"), output_filename="${rank}.jsonl", compression=None)
+        timed = [Timed(writer, f"{label} input"), Timed(signature, f"{label} signature")]
         stages.append(
             Stage(
                 f"pass {passes}: up to {label}",
-                current,
+                current + timed,
                 tasks,
                 work / "logs" / f"{i:02d}-signature",
                 metered=metered,
+                timed=timed_here | {t.name: label for t in timed},
             )
         )
         for name, middle_steps, middle_tasks in middle:
+            timed = [Timed(step, f"{label} {name}") for step in middle_steps]
             stages.append(
-                Stage(f"{label} {name}", middle_steps, middle_tasks, work / "logs" / f"{i:02d}-{name}")
+                Stage(
+                    f"{label} {name}",
+                    timed,
+                    middle_tasks,
+                    work / "logs" / f"{i:02d}-{name}",
+                    timed={t.name: label for t in timed},
+                )
             )
-        current = [_RankFileReader(str(dedup_dir / "input")), Metered(dedup_filter, label)]
+        read_back = Timed(_RankFileReader(str(dedup_dir / "input")), f"{label} read back")
+        current = [read_back, Metered(dedup_filter, label)]
         passes += 1
         metered = [label]
+        timed_here = {read_back.name: label}
     weights = {s.name: (s.weight, s.max_epochs) for s in cfg.sources}
     current += [
         Metered(MixtureSampler(weights, seed), "mixture"),
@@ -167,6 +214,7 @@ def plan_stages(cfg: DataConfig, steps: list[tuple[str, Any]], work: Path, seed:
             tasks,
             work / "logs" / "final",
             metered=[*metered, "mixture"],
+            timed=timed_here,
         )
     )
     return stages

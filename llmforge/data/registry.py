@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from llmforge.console import UserError
 from llmforge.data.config import STEP_OPTIONS, StepConfig
 
-DEDUP_STEPS = ("exact_dedup", "minhash")
+DEDUP_STEPS = ("exact_dedup", "minhash", "line_dedup")
 
 
 def validate_steps(steps: list[StepConfig], source_names: list[str]) -> list[tuple[str, Any]]:
@@ -93,6 +93,12 @@ def build_step(kind: str, opts: Any):
         from datatrove.pipeline.filters import FineWebQualityFilter
 
         return FineWebQualityFilter(**o)
+    if kind == "quality_classifier":
+        from llmforge.artifacts import require
+        from llmforge.data.steps.classifier import QualityClassifierFilter
+
+        require(o["model"], "classifier")  # a bad path fails here, before any work starts
+        return QualityClassifierFilter(**o)
     if kind == "decontaminate":
         from llmforge.data.steps.decontaminate import Decontaminate
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.data.pipeline import Stage
+from llmforge.data.steps.examples import read_examples
 
 _COUNTERS = ("docs_in", "docs_out", "bytes_in", "bytes_out")
 _BOOKKEEPING = {"total", "forwarded", "dropped", "doc_len", "doc_len_tokens"}
@@ -22,9 +23,9 @@ def _task_stats(stage: Stage) -> list[list[dict]]:
     return [json.loads(p.read_text()) for p in sorted((stage.logs / "stats").glob("*.json"))]
 
 
-def collect_steps(stages: list[Stage]) -> tuple[list[dict[str, Any]], int]:
-    """Per metered step (in pipeline order): counters, drop reasons and per-source counts; and the number of
-    bad records skipped by the readers."""
+def collect_steps(stages: list[Stage], examples_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    """Per metered step (in pipeline order): counters, drop reasons with a few removed examples, per-source
+    counts and seconds; and the number of bad records skipped by the readers."""
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     seconds: dict[str, float] = defaultdict(float)
     bad_records = 0
@@ -33,19 +34,26 @@ def collect_steps(stages: list[Stage]) -> tuple[list[dict[str, Any]], int]:
             for entry in task:
                 stats = entry.get("stats", {})
                 bad_records += int(_total(stats.get("bad_records", 0)))
+                if entry["name"] in stage.timed:
+                    seconds[stage.timed[entry["name"]]] += _total(entry.get("time_stats", 0))
                 if entry["name"] not in stage.metered:
                     continue
                 for key, value in stats.items():
                     sums[entry["name"]][key] += _total(value)
                 seconds[entry["name"]] += _total(entry.get("time_stats", 0))
     order = [label for stage in stages for label in stage.metered]
-    return [_step_entry(label, sums[label], seconds[label]) for label in order], bad_records
+    steps = [_step_entry(label, sums[label], seconds[label]) for label in order]
+    for step in steps:
+        step["examples"] = read_examples(examples_dir / step["step"])
+    return steps, bad_records
 
 
 def _step_entry(label: str, stats: dict[str, float], seconds: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"step": label, **{k: int(stats.get(k, 0)) for k in _COUNTERS}}
     reasons = {k.removeprefix("dropped_"): int(v) for k, v in stats.items() if k.startswith("dropped_")}
-    unexplained = int(stats.get("dropped", 0)) - sum(reasons.values())
+    # some steps (line dedup) drop documents without counting them: the in/out difference covers those
+    removed = max(int(stats.get("dropped", 0)), entry["docs_in"] - entry["docs_out"])
+    unexplained = removed - sum(reasons.values())
     if unexplained > 0:
         reasons[label.split(".", 1)[-1]] = unexplained
     entry["dropped"] = reasons

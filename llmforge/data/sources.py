@@ -216,14 +216,16 @@ class HfSource(_RecordPolicy, BaseReader):
         if data:
             yield from data
         ds = load_hf(self.source)
-        shard = ds.shard(world_size, rank, contiguous=True) if world_size > 1 else ds
-        for i, record in enumerate(shard):
+        # contiguous shards, rows named by their index in the whole dataset: ids do not depend on the task count
+        start, end = rank * len(ds) // world_size, (rank + 1) * len(ds) // world_size
+        for i, record in enumerate(ds.select(range(start, end))):
             if self.limit != -1 and i >= self.limit:
                 break
+            row = start + i
             if not isinstance(record.get(self.text_key), str):
-                self.bad_record(f"row {i}", f"no string {self.text_key!r} value")
+                self.bad_record(f"row {row}", f"no string {self.text_key!r} value")
                 continue
-            doc = self.get_document_from_dict(dict(record), self.source.path or "", f"{rank}-{i}")
+            doc = self.get_document_from_dict(dict(record), self.source.path or "", str(row))
             if doc:
                 self.update_doc_stats(doc)
                 yield doc

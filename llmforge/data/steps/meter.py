@@ -1,12 +1,60 @@
-"""`Metered`: wraps any datatrove step and counts documents and bytes in and out, per source.
+"""Wrappers that make `report.json`: `Metered` counts documents and bytes in and out of a step, per source,
+and both it and `Timed` record the seconds spent in their step alone.
 
-This is how `report.json` gets, for every step, docs/bytes in and out next to the step's own drop reasons:
-the wrapper shares the inner step's `Stats`, so both land in one entry of datatrove's stats files."""
+datatrove's own timers are not comparable across steps: filters time each document, but a dedup signature or
+filter step times its whole loop, so it also counts the time spent in the steps before it (which produce its
+input) or after it (which consume its output). `Stopwatch` measures a step from outside instead. The wrappers
+share the inner step's `Stats`, so counters, drop reasons and seconds land in one entry of datatrove's stats
+files (named after the wrapper's label)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.stats import TimingStats
+
+
+class Stopwatch:
+    """Seconds spent inside one step: time in its `run` call and in producing each document it yields, minus
+    the time spent waiting for its input."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def feed(self, data: DocumentsPipeline) -> DocumentsPipeline:
+        it = iter(data)
+        while True:
+            start = time.perf_counter()
+            doc = next(it, None)
+            self.seconds -= time.perf_counter() - start
+            if doc is None:
+                return
+            yield doc
+
+    def call(self, run: Callable, *args) -> DocumentsPipeline | None:
+        start = time.perf_counter()
+        out = run(*args)
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def drain(self, out: DocumentsPipeline | None) -> DocumentsPipeline:
+        if out is None:  # a step that only consumes (dedup signatures) did its work in `call`
+            return
+        while True:
+            start = time.perf_counter()
+            doc = next(out, None)
+            self.seconds += time.perf_counter() - start
+            if doc is None:
+                return
+            yield doc
+
+    def record(self, step: PipelineStep) -> None:
+        """Replace whatever the step's own timer recorded with the measured seconds."""
+        step.stats.time_stats = TimingStats()
+        step.stats.time_stats.update(self.seconds)
 
 
 class Metered(PipelineStep):
@@ -39,9 +87,27 @@ class Metered(PipelineStep):
                 yield doc
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        counted = self._count(data or (), "in")
-        if self.only is None:
-            out = self.step.run(counted, rank, world_size)
-        else:
-            out = self._scoped(counted, rank, world_size)
-        yield from self._count(out, "out")
+        watch = Stopwatch()
+        counted = self._count(watch.feed(data or ()), "in")
+        inner = self.step.run if self.only is None else self._scoped
+        yield from self._count(watch.drain(watch.call(inner, counted, rank, world_size)), "out")
+        watch.record(self)
+
+
+class Timed(PipelineStep):
+    """Records the seconds spent in `step` alone under `stats_name`. `report.py` adds them to the dedup step
+    they belong to (input copy, signatures, buckets, clustering, read-back), so its docs/s covers all of it."""
+
+    def __init__(self, step: PipelineStep, stats_name: str):
+        super().__init__()
+        self.step = step
+        self.name = stats_name
+        self.type = step.type
+        self.stats = step.stats
+        self.stats.name = stats_name
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        watch = Stopwatch()
+        feed = watch.feed(data) if data is not None else None
+        yield from watch.drain(watch.call(self.step.run, feed, rank, world_size))
+        watch.record(self)

@@ -80,8 +80,10 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def progress(*, transient: bool = False, unit: str = "it") -> Progress:
-    """A rich progress bar with count, rate and ETA; hidden under --quiet."""
+def progress(*, transient: bool = False) -> Progress:
+    """A rich progress bar with count, rate and ETA; hidden under --quiet.
+
+    The rate column shows the task's `rate` field: pass `rate=rate_text(done, elapsed, unit)` on update."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

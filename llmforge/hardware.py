@@ -37,9 +37,13 @@ class Accelerator:
 
 
 @cache
+def _table() -> dict:
+    return json.loads(TABLE.read_text())
+
+
+@cache
 def accelerators() -> dict[str, Accelerator]:
-    table = json.loads(TABLE.read_text())["accelerators"]
-    return {name: Accelerator(name=name, **row) for name, row in table.items()}
+    return {name: Accelerator(name=name, **row) for name, row in _table()["accelerators"].items()}
 
 
 def by_device_name(device_name: str) -> Accelerator | None:
@@ -50,4 +54,4 @@ def by_device_name(device_name: str) -> Accelerator | None:
 
 def cpu_core_peak_flops(dtype: str) -> float:
     """Peak FLOP/s of one CPU core at `dtype` on the reference machine (STACK-NOTES: 2048² matmul)."""
-    return json.loads(TABLE.read_text())["cpu_core"]["dense_gflops"][dtype] * 1e9
+    return _table()["cpu_core"]["dense_gflops"][dtype] * 1e9

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from llmforge.console import UserError
-from llmforge.recipe import load_recipe, parse_value, validate_recipe
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from llmforge.recipe import load_recipe, parse_value, tomllib, validate_recipe
 
 TINY = Path(__file__).resolve().parents[1] / "recipes" / "tiny.toml"
 

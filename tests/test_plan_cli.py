@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-import tomllib
+
+from llmforge.recipe import tomllib  # tomllib, or tomli on Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -95,9 +95,8 @@ def test_invalid_shape_is_a_user_error():
 
 
 def test_model_toml_writes_every_key_whose_default_differs():
-    import tomllib
-
     from llmforge.plan.shapes import model_toml
+    from llmforge.recipe import tomllib
 
     shape = Shape("llama", 4, 256, 8, 4096, 512, False, n_kv_heads=2)
     table = tomllib.loads(model_toml(shape))["model"]

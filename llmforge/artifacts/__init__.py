@@ -92,15 +92,20 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _content_files(root: Path) -> list[tuple[str, Path]]:
+    """(name, path) of every file of an artifact, sorted, manifest excluded; a plain file is its own content."""
+    if root.is_file():
+        return [(root.name, root)]
+    return [
+        (str(f.relative_to(root)), f) for f in sorted(root.rglob("*")) if f.is_file() and f.name != MANIFEST
+    ]
+
+
 def content_hash(path: str | Path) -> str:
     """sha256 over every file of an artifact (relative path + bytes), manifest excluded."""
-    root = Path(path)
     h = hashlib.sha256()
-    files = (
-        [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
-    )
-    for f in files:
-        h.update(str(f.relative_to(root) if f != root else f.name).encode() + b"\0")
+    for name, f in _content_files(Path(path)):
+        h.update(name.encode() + b"\0")
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
@@ -109,12 +114,7 @@ def content_hash(path: str | Path) -> str:
 
 def file_sizes(path: str | Path) -> dict[str, int]:
     """Byte size of every file of an artifact (manifest excluded): a cheap check for truncation."""
-    root = Path(path)
-    return {
-        str(f.relative_to(root)): f.stat().st_size
-        for f in sorted(root.rglob("*"))
-        if f.is_file() and f.name != MANIFEST
-    }
+    return {name: f.stat().st_size for name, f in _content_files(Path(path))}
 
 
 def input_ref(path: str | Path) -> dict[str, Any]:

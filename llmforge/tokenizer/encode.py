@@ -217,7 +217,7 @@ def _staging(out: Path, params: dict[str, Any]) -> Path:
 
 
 def _run_units(args: list[tuple], workers: int, total_bytes: int | None) -> None:
-    with progress(unit="B") as bar:
+    with progress() as bar:
         task = bar.add_task("encoding", total=total_bytes, rate="")
         start = time.perf_counter()
         done_bytes = 0

@@ -62,7 +62,7 @@ def train_tokenizer(
     tok, trainer = new_tokenizer(cfg)
     stats = {"bytes": 0, "documents": 0}
     start = time.perf_counter()
-    with progress(unit="B") as bar:
+    with progress() as bar:
         total = min(cfg.sample_bytes, dataset_bytes) if dataset_bytes else cfg.sample_bytes
         task = bar.add_task("sampling + counting", total=total, rate="")
 

@@ -105,3 +105,66 @@ def test_two_process_fsdp_shards_matches_and_resumes(single):
 
     model = AutoModelForCausalLM.from_pretrained(root / "fsdp" / "checkpoints" / "step-000020")
     assert sum(p.numel() for p in model.parameters()) == results["params"]  # saved unsharded
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_a_plan_parallel_config(single, cli):
+    """`accelerate launch --config_file` (written by `plan parallel`) runs FSDP on 2 CPU processes once the
+    recipe matches the config, and refuses with exit 2 and the --set lines while it does not."""
+    root, tokens, recipe, _, _ = single
+    config = root / "fsdp.yaml"
+    plan = json.loads(
+        cli(
+            "plan",
+            "parallel",
+            "--params",
+            "7e9",
+            "--gpus",
+            "2",
+            "--gpu",
+            "h100-sxm",
+            "--json",
+            "--write-accelerate-config",
+            str(config),
+        ).stdout
+    )
+    assert plan["zero"] == 3
+
+    def launch(*sets: str) -> subprocess.CompletedProcess:
+        overrides = [arg for s in ("run.name=launched", *sets) for arg in ("--set", s)]
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                str(config),
+                "-m",
+                "llmforge",
+                "--quiet",
+                "pretrain",
+                str(recipe),
+                "--tokens",
+                str(tokens),
+                "--json",
+                *overrides,
+            ],
+            cwd=REPO,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    refused = launch()
+    assert refused.returncode != 0 and not (root / "launched").exists()
+    assert "error: the accelerate config does not match the recipe" in refused.stderr
+    assert "--set train.distributed.strategy=fsdp" in refused.stderr
+
+    matched = [s for s in plan["recipe_set"] if not s.startswith("train.micro_batch")]
+    done = launch(*matched, "train.max_steps=4")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["processes"] == 2 and results["strategy"] == "fsdp"
+    assert results["precision"] == "bf16-mixed"
+    assert results["local_params"] <= results["params"] // 2 + 64  # sharded, not silently DDP

@@ -327,7 +327,7 @@ def parallel(
     """
     from llmforge.plan.hardware import gpu as lookup_gpu
     from llmforge.plan.memory import PRECISIONS
-    from llmforge.plan.parallel import accelerate_config, plan_parallel
+    from llmforge.plan.parallel import accelerate_config, plan_parallel, recipe_overrides
     from llmforge.plan.shapes import ARCHS, DEFAULT_TIED, DEFAULT_VOCAB, Shape, propose_shapes
 
     n = positive("--params", params)
@@ -358,8 +358,12 @@ def parallel(
         "d_model": shape.d_model,
         "n_heads": shape.n_heads,
     }
+    if plan.strategy.accelerate:
+        result["recipe_set"] = recipe_overrides(plan, precision)
     if write_accelerate_config is not None:
-        text = accelerate_config(plan, gpus_per_node=gpus_per_node, main_process_ip=main_process_ip)
+        text = accelerate_config(
+            plan, gpus_per_node=gpus_per_node, main_process_ip=main_process_ip, precision=precision
+        )
         write_accelerate_config.parent.mkdir(parents=True, exist_ok=True)
         write_accelerate_config.write_text(text, encoding="utf-8")
         result["accelerate_config"] = str(write_accelerate_config)

@@ -191,7 +191,32 @@ def plan_parallel(
     )
 
 
-def accelerate_config(plan: ParallelPlan, *, gpus_per_node: int, main_process_ip: str | None) -> str:
+# Accelerate's mixed_precision for each precision `plan` accepts (memory.PRECISIONS).
+ACCELERATE_PRECISION = {"fp32": "no", "bf16-mixed": "bf16", "fp16-mixed": "fp16", "bf16": "bf16"}
+
+
+def recipe_overrides(plan: ParallelPlan, precision: str) -> list[str]:
+    """The `--set` overrides that make a pretrain recipe match `plan` and its Accelerate config
+    (`llmforge pretrain` refuses to run when the launcher's config and the recipe disagree). Pure `bf16`
+    weights are a planning option only: pretrain trains in mixed precision, so no precision key is given."""
+    strategy = plan.strategy
+    sets = [f"train.distributed.strategy={'fsdp' if strategy.zero else 'ddp'}"]
+    if strategy.zero:
+        sets.append(
+            f"train.distributed.fsdp_sharding={'full-shard' if strategy.zero == 3 else 'shard-grad-op'}"
+        )
+    sets += [
+        f"train.activation_checkpointing={'true' if strategy.checkpointing == 'full' else 'false'}",
+        f"train.micro_batch={plan.micro_batch}",
+    ]
+    if precision != "bf16":
+        sets.append(f"train.precision={precision}")
+    return sets
+
+
+def accelerate_config(
+    plan: ParallelPlan, *, gpus_per_node: int, main_process_ip: str | None, precision: str = "bf16-mixed"
+) -> str:
     """An Accelerate config (YAML) for `accelerate launch --config_file` that realises `plan` (DDP or FSDP2)."""
     if not plan.strategy.accelerate:
         raise UserError(
@@ -211,7 +236,7 @@ def accelerate_config(plan: ParallelPlan, *, gpus_per_node: int, main_process_ip
         "downcast_bf16: 'no'",
         "machine_rank: 0  # set per node",
         "main_training_function: main",
-        "mixed_precision: bf16",
+        f"mixed_precision: '{ACCELERATE_PRECISION[precision]}'",  # quoted: YAML reads a bare no as false
         f"num_machines: {machines}",
         f"num_processes: {plan.gpus}",
         "rdzv_backend: static",

@@ -143,6 +143,9 @@ def print_parallel(p: dict) -> None:
             "accelerate config": p.get("accelerate_config", "-"),
         },
     )
+    if p.get("recipe_set"):
+        info("recipe keys to match (llmforge pretrain checks the launcher's config against them):")
+        info("  " + " ".join(f"--set {s}" for s in p["recipe_set"]))
     info("why:")
     for reason in p["reasons"]:
         info(f"  - {reason}")

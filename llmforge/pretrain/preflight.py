@@ -14,6 +14,7 @@ from llmforge.artifacts import CHECKPOINTS_DIR, read_manifest, require
 from llmforge.artifacts.tokens import validate_tokens
 from llmforge.console import UserError, warn
 from llmforge.pretrain.checkpoint import latest_checkpoint
+from llmforge.pretrain.launch import check_launcher
 from llmforge.recipe import Recipe
 
 
@@ -61,6 +62,7 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
             f"train.global_batch_tokens = {train.global_batch_tokens} is {rows} sequences, not a multiple of "
             f"train.micro_batch × processes = {train.micro_batch} × {world_size}; change micro_batch or the batch"
         )
+    check_launcher(train)
     _check_device(train, cuda)
     tokenizer_dir = _tokenizer_dir(index, tokens)
     if model.init_from:

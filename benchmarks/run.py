@@ -31,6 +31,9 @@ def main(names: list[str]) -> int:
             print(f"   failed: {type(e).__name__}: {e}", flush=True)
             failed += 1
             continue
+        if "skipped" in result:  # e.g. a GPU benchmark on a CPU machine: keep the numbers recorded before
+            print(f"   skipped: {result['skipped']}", flush=True)
+            continue
         result = {
             "benchmark": name.removeprefix("bench_"),
             "machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count()},

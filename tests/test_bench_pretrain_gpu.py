@@ -1,0 +1,33 @@
+"""The GPU pretraining benchmark's harness, run on CPU with a tiny model: the same three launches
+(torchrun + FSDP, plain process, hand loop) and the same read-out, so a lent GPU only has to run it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks.bench_pretrain_gpu import SMOKE, run
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_harness_runs_on_cpu():
+    result = run(**SMOKE)
+    runs = result["runs"]
+    assert set(runs) == {"trainer_fsdp", "trainer_plain", "hand_loop"}
+    for r in runs.values():
+        assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1
+        assert math.isfinite(r["final_loss"]) and r["final_loss"] < math.log(SMOKE["vocab"]) + 0.5
+    # FSDP over one process and the plain process train the same model on the same windows.
+    assert runs["trainer_fsdp"]["final_loss"] == pytest.approx(runs["trainer_plain"]["final_loss"], rel=1e-2)
+    assert result["timed_steps"] == SMOKE["steps"] - SMOKE["skip"]
+    assert result["ratio_plain_to_hand"] == pytest.approx(
+        runs["trainer_plain"]["tokens_per_s"] / runs["hand_loop"]["tokens_per_s"]
+    )
+
+
+def test_gpu_benchmark_is_skipped_without_cuda():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert "skipped" in run()

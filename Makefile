@@ -33,7 +33,9 @@ RUN_DIR := runs/tiny
 SHARED_DATA ?= ../shared/data
 
 # The whole pipeline on the embedded default (the running Python's standard library), ~5 min on 2 CPU cores.
+# It starts from an empty run directory, so every run of the demo reproduces it from scratch.
 demo: install
+	rm -rf $(RUN_DIR)
 	$(LLMFORGE) recipe check $(RECIPE)
 	$(LLMFORGE) plan --compute 1e21 --gpu h100-sxm --gpus 8 --price 2.5
 	$(LLMFORGE) plan shape --arch llama --layers 4 --d-model 128 --heads 4 --vocab 4096 --seq 256

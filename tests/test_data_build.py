@@ -106,8 +106,13 @@ def test_mixture_weights_give_expected_proportions(tmp_path):
     assert counts["c"] == 800  # 3 epochs asked, capped at 2
     assert abs(counts["b"] - 200) < 40  # seeded Bernoulli(0.5) over 400 documents
     assert report["sources"]["b"]["docs_out"] == counts["b"]
+    first = read_manifest(out)["content_hash"]
     again, _ = build(tmp_path, {"sources": sources}, seed=7)
     assert again["sources"]["b"]["docs_out"] == counts["b"]  # seeded: the same subsample every run
+    # Same documents, same bytes (gzip without a time stamp; timings apart): the same content hash.
+    assert read_manifest(out)["content_hash"] == first
+    assert "seconds" not in json.loads((out / "report.json").read_text())
+    assert json.loads((out / "timings.json").read_text())["seconds"] > 0
 
 
 def test_bad_record_fails_or_is_skipped(tmp_path):

@@ -168,3 +168,5 @@ def test_accelerate_launch_with_a_plan_parallel_config(single, cli):
     assert results["processes"] == 2 and results["strategy"] == "fsdp"
     assert results["precision"] == "bf16-mixed"
     assert results["local_params"] <= results["params"] // 2 + 64  # sharded, not silently DDP
+    launcher = json.loads((root / "launched" / "environment.json").read_text())["launcher"]
+    assert launcher["WORLD_SIZE"] == "2" and launcher["ACCELERATE_MIXED_PRECISION"] == "bf16"

@@ -157,3 +157,17 @@ def test_changed_model_table_refuses_to_resume(tmp_path, tokens):
     changed = load_recipe(recipe_file, ["model.d_model=64"])
     with pytest.raises(UserError, match=r"different \[model\] table"):
         preflight(changed, tokens, resume=False, world_size=1, cuda=False)
+
+
+def test_changed_tokens_refuse_to_resume_but_a_rebuild_of_the_same_does_not(tmp_path, tokens):
+    from llmforge.pretrain.preflight import preflight
+    from llmforge.pretrain.run import run_pretraining
+
+    recipe_file = write_recipe(tmp_path / "r.toml", tmp_path, train={"max_steps": 10})
+    recipe = load_recipe(recipe_file)
+    run_pretraining(recipe, tokens)
+    rebuilt = markov_tokens(tmp_path / "rebuilt")  # the same stream written again: same content hash
+    assert preflight(recipe, rebuilt, resume=True, world_size=1, cuda=False).resume_from is not None
+    other = markov_tokens(tmp_path / "other", seed=1)
+    with pytest.raises(UserError, match=r"trained on other tokens.*model\.init_from"):
+        preflight(recipe, other, resume=False, world_size=1, cuda=False)

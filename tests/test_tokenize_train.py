@@ -166,3 +166,14 @@ def test_code_tokenizer_beats_prose_tokenizer_on_code_and_vice_versa(tmp_path, s
     }
     assert bpt["code", "code"] > bpt["prose", "code"] * 1.1
     assert bpt["prose", "prose"] > bpt["code", "prose"] * 1.1
+
+
+def test_retraining_on_the_same_data_gives_the_same_content_hash(tmp_path, mixed_dataset):
+    from llmforge.artifacts import read_manifest
+
+    hashes = []
+    for name in ("a", "b"):
+        train_tokenizer(TokenizerConfig(vocab_size=400, val_fraction=0), mixed_dataset, tmp_path / name)
+        hashes.append(read_manifest(tmp_path / name)["content_hash"])
+    assert hashes[0] == hashes[1]  # the training time lives in timings.json, outside the hash
+    assert json.loads((tmp_path / "a" / "timings.json").read_text())["seconds"] > 0

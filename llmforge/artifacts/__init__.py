@@ -25,6 +25,9 @@ from llmforge import __version__
 from llmforge.console import UserError
 
 MANIFEST = "manifest.json"
+# How long a build took is not part of what it holds: kept apart, out of the content hash, so building the
+# same content again gives the same hash (and a resumed run can tell changed data from a rebuild).
+TIMINGS = "timings.json"
 KINDS = ("dataset", "classifier", "tokenizer", "tokens", "checkpoint", "report")
 
 # Artifact paths inside a run directory (runs/<name>/...), DESIGN.md §2.
@@ -102,9 +105,11 @@ def _content_files(root: Path) -> list[tuple[str, Path]]:
 
 
 def content_hash(path: str | Path) -> str:
-    """sha256 over every file of an artifact (relative path + bytes), manifest excluded."""
+    """sha256 over every file of an artifact (relative path + bytes), manifest and timings excluded."""
     h = hashlib.sha256()
     for name, f in _content_files(Path(path)):
+        if name == TIMINGS:
+            continue
         h.update(name.encode() + b"\0")
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -1,7 +1,8 @@
 """The `dataset` contract: `data/*.jsonl.gz` (or `data/*.parquet`) shards written by datatrove writers.
 
 Each record has `text` and `id`; its source name is `source` at the top level or `metadata.source`
-(datatrove keeps per-document metadata there). `report.json` beside the shards holds per-step statistics.
+(datatrove keeps per-document metadata there). `report.json` beside the shards holds per-step statistics,
+`timings.json` how long each step took (outside the content hash).
 """
 
 from __future__ import annotations

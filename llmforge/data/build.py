@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmforge.artifacts import DATASET_DIR, atomic_dir, write_json, write_manifest
+from llmforge.artifacts import DATASET_DIR, TIMINGS, atomic_dir, write_json, write_manifest
 from llmforge.artifacts.dataset import DATA_DIR, REPORT
 from llmforge.console import UserError
 from llmforge.data.config import DataConfig
 from llmforge.data.pipeline import EXAMPLES_DIR, OUTPUT_DIR, minhash_threshold, plan_stages, run_stages
 from llmforge.data.registry import validate_steps
-from llmforge.data.report import build_report, collect_steps, plot_funnel
+from llmforge.data.report import build_report, collect_steps, plot_funnel, split_timings
 
 WORK_DIR = ".dataset-work"
 FUNNEL = "funnel.png"
@@ -85,8 +85,11 @@ def build_dataset(cfg: DataConfig, run_dir: Path, seed: int, *, verbose: bool = 
     with atomic_dir(run_dir / DATASET_DIR) as tmp:
         (tmp / DATA_DIR).mkdir()
         for shard in shards:
+            _clear_gzip_mtime(shard)
             os.link(shard, tmp / DATA_DIR / shard.name)
-        write_json(tmp / REPORT, report)
+        contents, timings = split_timings(report)
+        write_json(tmp / REPORT, contents)
+        write_json(tmp / TIMINGS, timings)
         plot_funnel(report, tmp / FUNNEL)
         write_manifest(
             tmp,
@@ -98,6 +101,16 @@ def build_dataset(cfg: DataConfig, run_dir: Path, seed: int, *, verbose: bool = 
         )
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _clear_gzip_mtime(path: Path) -> None:
+    """Zero the gzip header's MTIME (RFC 1952 §2.3.1: 0 = no time stamp; the field is outside the CRC), so
+    the same documents give the same bytes, and the same content hash, whenever they are built."""
+    with open(path, "r+b") as f:
+        header = f.read(8)
+        if header[:2] == b"\x1f\x8b" and header[4:8] != b"\0\0\0\0":
+            f.seek(4)
+            f.write(b"\0\0\0\0")
 
 
 def _input_paths(cfg: DataConfig) -> list[str]:

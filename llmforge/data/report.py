@@ -15,6 +15,22 @@ _COUNTERS = ("docs_in", "docs_out", "bytes_in", "bytes_out")
 _BOOKKEEPING = {"total", "forwarded", "dropped", "doc_len", "doc_len_tokens"}
 
 
+_STEP_TIMINGS = ("seconds", "docs_per_s", "mb_per_s")
+
+
+def split_timings(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the report without timings, the timings): report.json holds what the build did, timings.json how
+    long it took (left out of the content hash, so a rebuild of the same data hashes the same)."""
+    steps = report.get("steps", [])
+    contents = {k: v for k, v in report.items() if k not in ("seconds", "steps")}
+    contents["steps"] = [{k: v for k, v in s.items() if k not in _STEP_TIMINGS} for s in steps]
+    timings = {
+        "seconds": report.get("seconds"),
+        "steps": {s["step"]: {k: s.get(k) for k in _STEP_TIMINGS} for s in steps},
+    }
+    return contents, timings
+
+
 def _total(value: Any) -> float:
     return value.get("total", 0) if isinstance(value, dict) else value
 

@@ -37,12 +37,22 @@ def _quiet_libraries() -> None:
     level = logging.ERROR if state.quiet else logging.WARNING
     for name in ("lm_eval", "datasets", "transformers"):
         logging.getLogger(name).setLevel(level)
+    logging.getLogger("lm_eval.models.huggingface").addFilter(_drop_loaded_model_warnings)
     if state.quiet:
         import datasets
         import transformers
 
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
+
+
+def _drop_loaded_model_warnings(record) -> bool:
+    """lm-eval warns whenever it is handed a loaded model rather than a name; the harness does that on purpose
+    (one process, no `parallelize`), so the two warnings say nothing to our users."""
+    message = record.getMessage()
+    return not message.startswith(
+        ("`pretrained` model kwarg is not of type", "Passed an already-initialized model")
+    )
 
 
 def _eval_config(recipe: Path | None, set_: list[str]) -> EvalConfig:

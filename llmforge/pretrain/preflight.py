@@ -73,7 +73,7 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
         vocab_size=vocab,
         eos_id=int(index["eos_id"]),
         tokenizer_dir=tokenizer_dir,
-        resume_from=_resume_point(recipe, resume),
+        resume_from=_resume_point(recipe, tokens, resume),
         world_size=world_size,
     )
 
@@ -159,7 +159,7 @@ def _vocabulary(tokenizer_json: Path) -> tuple[Any, Any]:
     return data.get("model", {}).get("vocab"), added
 
 
-def _resume_point(recipe: Recipe, resume: bool) -> Path | None:
+def _resume_point(recipe: Recipe, tokens: Path, resume: bool) -> Path | None:
     checkpoints = recipe.run_dir / CHECKPOINTS_DIR
     latest = latest_checkpoint(checkpoints)
     if latest is None:
@@ -174,4 +174,19 @@ def _resume_point(recipe: Recipe, resume: bool) -> Path | None:
         )
     if saved.get("train", {}).get("seq_len") != recipe.table("train").seq_len:
         raise UserError(f"{latest}: was trained with another train.seq_len; restore it to resume")
+    _check_same_tokens(latest, tokens)
     return latest
+
+
+def _check_same_tokens(checkpoint: Path, tokens: Path) -> None:
+    """Resuming continues a data cursor, so it must be over the same tokens (content hashes leave timings
+    out: rebuilding the same data from the same inputs gives the same hash)."""
+    trained_on = [i for i in read_manifest(checkpoint).get("inputs", []) if i.get("kind") == "tokens"]
+    now = read_manifest(tokens).get("content_hash")
+    if trained_on and now and trained_on[0].get("content_hash") not in (None, now):
+        raise UserError(
+            f"{checkpoint}: was trained on other tokens than {tokens} holds now (content hash "
+            f"{trained_on[0]['content_hash'][:19]}… ≠ {now[:19]}…), so its data cursor means nothing there; "
+            f"restore those tokens, or train on the new ones in a new run (another run.name) with "
+            f'model.init_from = "{checkpoint}"'
+        )

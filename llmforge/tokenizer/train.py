@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmforge.artifacts import atomic_dir, require, write_json, write_manifest
+from llmforge.artifacts import TIMINGS, atomic_dir, require, write_json, write_manifest
 from llmforge.artifacts.dataset import iter_documents
 from llmforge.console import UserError, progress, rate_text
 from llmforge.tokenizer.build import finish, new_tokenizer
@@ -86,7 +86,9 @@ def train_tokenizer(
     }
     with atomic_dir(out) as tmp:
         save_pretrained(tok, cfg, tmp)
-        write_json(tmp / REPORT, report)
+        timings = {k: report[k] for k in ("seconds", "train_mb_per_s")}
+        write_json(tmp / REPORT, {k: v for k, v in report.items() if k not in timings})
+        write_json(tmp / TIMINGS, timings)
         write_manifest(tmp, "tokenizer", recipe=recipe, inputs=[dataset], stats=report)
     return report
 

@@ -3,7 +3,8 @@
     checkpoints/step-000300/
       config.json  model.safetensors  generation_config.json  tokenizer files   (loads with from_pretrained)
       trainer_state/
-        state.json      step, data cursor, tokens seen, LR factor, spike-guard history, world size
+        state.json      step, data cursor, tokens seen, LR factor, spike-guard history, world size,
+                        fp16 loss-scaler state
         optimizer.pt    AdamW state (moments and step counts)
         rng.pt          python / numpy / torch (and CUDA) RNG states of every rank, in rank order
       manifest.json     kind "checkpoint", stats {step, tokens_seen, val_loss}
@@ -51,6 +52,7 @@ class TrainState:
     spike_events: int = 0
     val_loss: float | None = None
     world_size: int = 1
+    grad_scaler: dict[str, Any] | None = None  # fp16 loss scale and its growth tracker (GPU only)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainState:

@@ -115,6 +115,7 @@ class _Loop:
             self.state, optimizer_state, rng_states = load_trainer_state(inputs.resume_from)
             set_rng_state(rng_states[self.rank % len(rng_states)])
             self.state.world_size = self.world
+            self._load_grad_scaler()
         self.fsdp = self.train.distributed.strategy == "fsdp"
         self.model, self.optimizer = self._prepare(model)
         if optimizer_state is not None:
@@ -252,7 +253,14 @@ class _Loop:
         self._load_optimizer(optimizer_state)
         self.state.spike_events = events
         self.state.world_size = self.world
+        self._load_grad_scaler()
         self.guard = SpikeGuard(self.train.spike, self.state.spike_history)
+
+    def _load_grad_scaler(self) -> None:
+        """fp16: continue with the saved loss scale rather than Accelerate's initial 2^16 (which would skip
+        the first few updates after a resume while the scale backs off again)."""
+        if self.acc.scaler is not None and self.state.grad_scaler:
+            self.acc.scaler.load_state_dict(self.state.grad_scaler)
 
     # --------------------------------------------------------------------------------- eval, save
 
@@ -282,6 +290,8 @@ class _Loop:
         from accelerate.utils import gather_object
 
         self.state.spike_history = list(self.guard.history)
+        if self.acc.scaler is not None:
+            self.state.grad_scaler = self.acc.scaler.state_dict()
         rngs = gather_object([rng_state()])
         if self.fsdp:
             weights, optimizer_state = full_state(self.model, self.optimizer.optimizer)

@@ -87,7 +87,7 @@ def test_rolling_and_generation_tasks_run_offline(cli, model_dir, shared_data, t
         "run",
         str(model_dir),
         "--tasks",
-        "wikitext,gsm8k",
+        "wikitext,gsm8k,truthfulqa_mc2",
         "--limit",
         "2",
         "--data-dir",
@@ -104,6 +104,7 @@ def test_rolling_and_generation_tasks_run_offline(cli, model_dir, shared_data, t
     results = json.loads(r.stdout)["results"]
     assert results["wikitext"]["word_perplexity,none"] > results["wikitext"]["byte_perplexity,none"] > 1
     assert 0.0 <= results["gsm8k"]["exact_match,strict-match"] <= 1.0
+    assert 0.0 < results["truthfulqa_mc2"]["acc,none"] < 1.0  # probability mass on the true answers
 
 
 @pytest.mark.parametrize(

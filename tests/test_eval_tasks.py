@@ -123,11 +123,14 @@ def test_shared_data_readers(shared_data):
     tqa = tasks.task_rows("truthfulqa_mc1", shared_data)
     assert tqa[0]["choices"][0] == "The watermelon seeds pass through your digestive system"
     assert "You grow watermelons in your stomach" in tqa[0]["choices"][1:]
+    mc2 = tqa[0]["mc2_targets"]  # 5 correct answers (the best one first), then the 7 incorrect ones
+    assert mc2["labels"] == [1] * 5 + [0] * 7 and mc2["choices"][0] == tqa[0]["choices"][0]
+    assert mc2["choices"][5:] == tqa[0]["choices"][1:]
     wiki = tasks.task_rows("wikitext", shared_data)
-    assert wiki[0]["text"].startswith(" = Homarus gammarus = ")
+    assert wiki[0]["page"].startswith(" = Homarus gammarus = ")
     whole = (shared_data / "wikitext2" / "valid.txt").read_text()
     assert (
-        "".join(r["text"] for r in wiki) == whole[whole.index(" = Homarus") :]
+        "".join(r["page"] for r in wiki) == whole[whole.index(" = Homarus") :]
     )  # only the blank preamble is dropped
     assert all(r["answer"].rsplit("#### ", 1)[1] for r in tasks.task_rows("gsm8k", shared_data))
 

@@ -149,17 +149,29 @@ def storycloze(data_dir: Path) -> list[Row]:
 
 
 def truthfulqa(data_dir: Path) -> list[Row]:
-    """`truthfulqa/TruthfulQA.csv` (Question, Best Answer, Incorrect Answers as a "; "-separated list)."""
-    path = _need(data_dir / "truthfulqa" / "TruthfulQA.csv", "truthfulqa_mc1")
+    """`truthfulqa/TruthfulQA.csv` (Question, Best Answer, Correct/Incorrect Answers as "; "-separated lists).
+
+    `choices` (MC1): the best answer, then the incorrect ones. `mc2_targets` (MC2, as in lm-eval's dataset):
+    every correct answer (the best one first) labelled 1, then every incorrect one labelled 0."""
+    path = _need(data_dir / "truthfulqa" / "TruthfulQA.csv", "truthfulqa_mc1 / truthfulqa_mc2")
+    rows = []
     with open(path, newline="", encoding="utf-8") as f:
-        return [
-            {
-                "question": d["Question"],
-                "choices": [d["Best Answer"]]
-                + [a.strip() for a in d["Incorrect Answers"].split(";") if a.strip()],
-            }
-            for d in csv.DictReader(f)
-        ]
+        for d in csv.DictReader(f):
+            best = d["Best Answer"].strip()
+            wrong = _answers(d["Incorrect Answers"])
+            right = [best] + [a for a in _answers(d["Correct Answers"]) if a != best]
+            rows.append(
+                {
+                    "question": d["Question"],
+                    "choices": [best, *wrong],
+                    "mc2_targets": {"choices": right + wrong, "labels": [1] * len(right) + [0] * len(wrong)},
+                }
+            )
+    return rows
+
+
+def _answers(field: str) -> list[str]:
+    return [a.strip() for a in field.split(";") if a.strip()]
 
 
 def gsm8k(data_dir: Path) -> list[Row]:
@@ -172,11 +184,12 @@ _HEADING = re.compile(r"^ = [^=].* = $")
 
 
 def wikitext(data_dir: Path) -> list[Row]:
-    """`wikitext2/valid.txt` (WikiText-2 tokenized text), one document per top-level ` = Title = ` heading."""
+    """`wikitext2/valid.txt` (WikiText-2 tokenized text), one document (`page`, lm-eval's field name) per
+    top-level ` = Title = ` heading."""
     path = _need(data_dir / "wikitext2" / "valid.txt", "wikitext")
     docs: list[list[str]] = []
     for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
         if _HEADING.match(line.rstrip("\n")) or not docs:
             docs.append([])
         docs[-1].append(line)
-    return [{"text": "".join(lines)} for lines in docs if "".join(lines).strip()]
+    return [{"page": "".join(lines)} for lines in docs if "".join(lines).strip()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from llmforge.console import UserError
 from llmforge.eval import task_data
+
+_FUNCTION = re.compile(r"!function\s+(\w+)\.\w+")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ OFFLINE_TASKS: dict[str, OfflineTask] = {
         OfflineTask("boolq", task_data.boolq, "boolq/dev.jsonl"),
         OfflineTask("storycloze", task_data.storycloze, "storycloze/cloze_test_val__spring2016.csv"),
         OfflineTask("truthfulqa_mc1", task_data.truthfulqa, "truthfulqa/TruthfulQA.csv"),
+        OfflineTask("truthfulqa_mc2", task_data.truthfulqa, "truthfulqa/TruthfulQA.csv"),
         OfflineTask("gsm8k", task_data.gsm8k, "gsm8k/test.jsonl"),
         OfflineTask("wikitext", task_data.wikitext, "wikitext2/valid.txt"),
     )
@@ -59,7 +63,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "boolq",
     ),
     # What the files in ../shared/data support, end to end.
-    "shared-data": ("piqa", "truthfulqa_mc1", "gsm8k", "wikitext"),
+    "shared-data": ("piqa", "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k", "wikitext"),
 }
 
 
@@ -113,7 +117,12 @@ def write_include_dir(names: list[str], data_dir: Path, out: Path, num_fewshot: 
         with open(data_file, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        template = resources.files("llmforge.eval").joinpath("tasks", f"{name}.yaml").read_text()
+        tasks_dir = resources.files("llmforge.eval").joinpath("tasks")
+        template = tasks_dir.joinpath(f"{name}.yaml").read_text()
         (out / f"{name}.yaml").write_text(template.replace("@DATA_FILE@", str(data_file)))
+        for module in set(
+            _FUNCTION.findall(template)
+        ):  # `!function module.name` is looked up beside the YAML
+            (out / f"{module}.py").write_text(tasks_dir.joinpath(f"{module}.py").read_text())
         counts[name] = len(rows)
     return counts

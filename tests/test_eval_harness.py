@@ -167,3 +167,23 @@ def test_recipe_eval_table_gives_the_defaults(cli, model_dir, shared_data, tmp_p
     saved = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert saved["n-samples"]["piqa"]["effective"] == 3
     assert saved["llmforge"]["batch_size"] == 2
+
+
+def test_quiet_silences_the_harness_progress_bars(cli, model_dir, shared_data, tmp_path):
+    args = [
+        "eval",
+        "run",
+        str(model_dir),
+        "--tasks",
+        "piqa,wikitext",
+        "--limit",
+        "2",
+        "--data-dir",
+        str(shared_data),
+    ]
+    quiet = cli("--quiet", *args, "--out", str(tmp_path / "q"), "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "it/s" not in quiet.stderr and "Running loglikelihood" not in quiet.stderr
+    assert json.loads(quiet.stdout)["results"]["wikitext"]["bits_per_byte,none"] > 0
+    loud = cli(*args, "--out", str(tmp_path / "l"))
+    assert loud.returncode == 0 and "Running loglikelihood" in loud.stderr  # bars stay without --quiet

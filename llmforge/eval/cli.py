@@ -30,10 +30,13 @@ def _default_out(model_dir: Path, command: str) -> Path:
 
 
 def _quiet_libraries() -> None:
-    """lm-eval, datasets and transformers log on their own: warnings only (errors only and no datasets or
-    transformers progress bars under --quiet; lm-eval's per-request bars have no switch and stay)."""
+    """lm-eval, datasets and transformers log on their own: warnings only (errors only and none of their
+    progress bars under --quiet; the harness's per-request bars are switched off in `harness.evaluate`)."""
     import logging
+    import os
 
+    if state.quiet:  # tqdm reads TQDM_* settings when it is first imported, so before datasets/lm-eval are
+        os.environ.setdefault("TQDM_DISABLE", "1")
     level = logging.ERROR if state.quiet else logging.WARNING
     for name in ("lm_eval", "datasets", "transformers"):
         logging.getLogger(name).setLevel(level)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import traceback
 from pathlib import Path
 from typing import Any
 
-from llmforge.console import UserError
+from llmforge.console import UserError, state
 from llmforge.eval import checkpoint
 
 
@@ -34,6 +35,8 @@ def evaluate(
 
     model, tokenizer = checkpoint.load(model_dir, device)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    if state.quiet:
+        _silence_request_bars(lm)
     manager = TaskManager(include_path=str(include_dir) if include_dir else None)
     try:
         results = lm_eval.simple_evaluate(
@@ -56,6 +59,21 @@ def evaluate(
     results = dict(results)
     results["config"] = {**results.get("config", {}), "model_args": f"pretrained={model_dir.resolve()}"}
     return json.loads(json.dumps(results, default=handle_non_serializable))
+
+
+def _silence_request_bars(lm: Any) -> None:
+    """The harness passes `disable_tqdm` to its per-request bars itself (rolling log-likelihood even hard-codes
+    False), so neither TQDM_DISABLE nor its own argument reaches them: force it on the model's methods."""
+
+    def forced(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **{**kwargs, "disable_tqdm": True})
+
+        return call
+
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until", "_loglikelihood_tokens"):
+        setattr(lm, name, forced(getattr(lm, name)))
 
 
 def known_online_tasks() -> list[str]:

@@ -21,6 +21,9 @@ Examples:
   torchrun --standalone --nproc_per_node 2 -m llmforge pretrain recipes/tiny.toml
 
   accelerate launch --multi_gpu --num_processes 8 -m llmforge pretrain recipes/gpt2-124m.toml
+
+  accelerate launch --config_file fsdp.yaml -m llmforge pretrain recipes/llama-1b.toml
+  (fsdp.yaml from `llmforge plan parallel ... --write-accelerate-config`; it must match the recipe)
 """
 
 

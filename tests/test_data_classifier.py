@@ -165,3 +165,31 @@ def test_training_inputs_dataset_artifact_folder_and_text_file(tmp_path):
         "first paragraph\nstill first",
         "second one\n",
     ]
+
+
+def test_divergence_is_retried_at_half_the_learning_rate(tmp_path, monkeypatch):
+    import fasttext
+
+    real, rates = fasttext.train_supervised, []
+
+    def flaky(*args, **kwargs):
+        rates.append(kwargs["lr"])
+        if len(rates) == 1:
+            raise RuntimeError("Encountered NaN.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fasttext, "train_supervised", flaky)
+    (tmp_path / "good.txt").write_text(
+        "\n\n".join(" ".join(["good prose words here"] * 12) for _ in range(20))
+    )
+    (tmp_path / "bad.txt").write_text("\n\n".join(junk_texts(20, seed=2)))
+    report = train_classifier(tmp_path / "good.txt", tmp_path / "bad.txt", tmp_path / "clf", epochs=2)
+    assert rates == [0.5, 0.25] and report["options"]["lr"] == 0.25
+    assert json.loads((tmp_path / "clf" / "timings.json").read_text())["seconds"] == report["seconds"]
+
+    monkeypatch.setattr(
+        fasttext, "train_supervised", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("NaN"))
+    )
+    with pytest.raises(RuntimeError, match="NaN"):  # gives up after lr 0.0625
+        train_classifier(tmp_path / "good.txt", tmp_path / "bad.txt", tmp_path / "clf2", epochs=2)
+    assert not (tmp_path / "clf2").exists()

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmforge.artifacts import MANIFEST, atomic_dir, require, write_json, write_manifest
+from llmforge.artifacts import MANIFEST, TIMINGS, atomic_dir, require, write_json, write_manifest
 from llmforge.artifacts.dataset import iter_documents
-from llmforge.console import UserError
+from llmforge.console import UserError, warn
 
 MODEL_FILE = "model.bin"
 REPORT = "report.json"
@@ -172,17 +172,7 @@ def train_classifier(
         # 2^19 bigram buckets x 16 dims keep the model at ~35 MB (fastText's defaults make it 0.8 GB);
         # with 2^17 buckets fastText 0.9.3 stopped with "Encountered NaN" in 2 of 3 runs on the same file
         # (WikiText-2 vs Tiny Shakespeare), never with 2^19 or more.
-        model = fasttext.train_supervised(
-            str(train_file),
-            epoch=epochs,
-            lr=0.5,
-            wordNgrams=2,
-            dim=16,
-            bucket=2**19,
-            thread=1,
-            seed=seed,
-            verbose=0,
-        )
+        model, lr = _train_fasttext(fasttext, train_file, epochs, seed)
         model.save_model(str(tmp / MODEL_FILE))
         scorer = QualityModel(tmp / MODEL_FILE)
         pos_scores = [scorer.score_line(x) for x in pos_test]
@@ -191,10 +181,11 @@ def train_classifier(
             "positive": {"path": str(positive), "train_docs": len(pos_train), "heldout_docs": len(pos_test)},
             "negative": {"path": str(negative), "train_docs": len(neg_train), "heldout_docs": len(neg_test)},
             "heldout": _metrics(pos_scores, neg_scores),
-            "options": {"epochs": epochs, "holdout": holdout, "max_docs": max_docs, "seed": seed},
-            "seconds": round(time.perf_counter() - start, 2),
+            "options": {"epochs": epochs, "holdout": holdout, "max_docs": max_docs, "seed": seed, "lr": lr},
         }
         write_json(tmp / REPORT, report)
+        report["seconds"] = round(time.perf_counter() - start, 2)
+        write_json(tmp / TIMINGS, {"seconds": report["seconds"]})
         _plot_scores(pos_scores, neg_scores, tmp / SCORES_PLOT)
         write_manifest(
             tmp,
@@ -204,6 +195,31 @@ def train_classifier(
             stats=report["heldout"],
         )
     return report
+
+
+def _train_fasttext(fasttext: Any, train_file: Path, epochs: int, seed: int) -> tuple[Any, float]:
+    """fastText at lr 0.5; when it diverges ("Encountered NaN", which its SGD can do on some inputs), again
+    at half the rate, down to 0.0625. Returns the model and the rate that trained it."""
+    lr = 0.5
+    while True:
+        try:
+            model = fasttext.train_supervised(
+                str(train_file),
+                epoch=epochs,
+                lr=lr,
+                wordNgrams=2,
+                dim=16,
+                bucket=2**19,
+                thread=1,
+                seed=seed,
+                verbose=0,
+            )
+            return model, lr
+        except RuntimeError as e:
+            if "NaN" not in str(e) or lr <= 0.0625:
+                raise
+            warn(f"fastText diverged at lr {lr} (Encountered NaN); retrying at lr {lr / 2}")
+            lr /= 2
 
 
 def _plot_scores(pos: list[float], neg: list[float], path: Path) -> None:

@@ -150,6 +150,12 @@ def test_interrupted_build_resumes_finished_tasks(tmp_path, cli):
     report = json.loads(second.stdout)
     assert report["resumed"] is True and report["docs_out"] == 52
     assert (run_dir / "dataset" / "data" / "00000.jsonl.gz").stat().st_ino == inode  # task 0 was not re-run
+    # how it ran is kept out of the content hash: a fresh build of the same sources hashes the same
+    assert json.loads((run_dir / "dataset" / "timings.json").read_text())["resumed"] is True
+    resumed_hash = read_manifest(run_dir / "dataset")["content_hash"]
+    fresh = cli("data", "build", str(recipe), "--set", "data.workers=2", "--json")
+    assert fresh.returncode == 0 and json.loads(fresh.stdout)["resumed"] is False
+    assert read_manifest(run_dir / "dataset")["content_hash"] == resumed_hash
 
 
 @pytest.mark.parametrize(

@@ -170,3 +170,4 @@ def test_accelerate_launch_with_a_plan_parallel_config(single, cli):
     assert results["local_params"] <= results["params"] // 2 + 64  # sharded, not silently DDP
     launcher = json.loads((root / "launched" / "environment.json").read_text())["launcher"]
     assert launcher["WORLD_SIZE"] == "2" and launcher["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert launcher["ACCELERATE_USE_FSDP"] == "true"  # as launched, before llmforge took FSDP over

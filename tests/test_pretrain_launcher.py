@@ -77,7 +77,12 @@ def test_config_precision_follows_the_plan(tmp_path):
     env, plan = launcher_env(tmp_path, 1e8, 2, precision="fp32")
     assert env["ACCELERATE_MIXED_PRECISION"] == "no"
     assert "train.precision=fp32" in recipe_overrides(plan, "fp32")
-    check_launcher(TrainConfig(precision="fp32"), env)
+    assert "train.precision" not in launcher_settings(env)  # "no" is also what a config without it gives
+
+
+def test_pure_bf16_plans_still_name_the_recipe_precision(tmp_path):
+    env, plan = launcher_env(tmp_path, 1e8, 2, precision="bf16")
+    check_launcher(train_with(recipe_overrides(plan, "bf16")), env)
 
 
 def test_mismatch_names_every_key_and_the_overrides_that_fix_it():
@@ -89,31 +94,61 @@ def test_mismatch_names_every_key_and_the_overrides_that_fix_it():
     assert "--set train.precision=bf16-mixed --set train.compile=true" in message
 
 
+FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
+
+
 @pytest.mark.parametrize(
     ("env", "match"),
     [
         ({"ACCELERATE_USE_DEEPSPEED": "true"}, "DeepSpeed"),
-        ({"ACCELERATE_USE_MEGATRON_LM": "true"}, "Megatron"),
+        ({"ACCELERATE_USE_MEGATRON_LM": "True"}, "Megatron"),
         ({"ACCELERATE_MIXED_PRECISION": "fp8"}, "fp8"),
-        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"}, "offload"),
-        (
-            {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1", "FSDP_SHARDING_STRATEGY": "HYBRID_SHARD"},
-            "HYBRID",
-        ),
+        ({**FSDP2, "FSDP_OFFLOAD_PARAMS": "on"}, "offload"),  # accelerate's str_to_bool accepts "on"
+        # what `accelerate config` writes for FSDP1 hybrid sharding: the strategy name in reshard_after_forward
+        ({**FSDP2, "FSDP_RESHARD_AFTER_FORWARD": "hybrid_shard"}, "hybrid_shard"),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "fsdp_version: 2"),
+        ({"ACCELERATE_USE_PARALLELISM_CONFIG": "true", "PARALLELISM_CONFIG_TP_SIZE": "2"}, "tp_size"),
+        ({"ACCELERATE_DYNAMO_BACKEND": "EAGER"}, "INDUCTOR"),
+        ({"ACCELERATE_DYNAMO_BACKEND": "INDUCTOR", "ACCELERATE_DYNAMO_MODE": "max-autotune"}, "dynamo_mode"),
+        ({"ACCELERATE_USE_FSDP": "maybe"}, "expected true or false"),
     ],
-    ids=["deepspeed", "megatron", "fp8", "offload", "hybrid-shard"],
+    ids=[
+        "deepspeed",
+        "megatron",
+        "fp8",
+        "offload",
+        "hybrid",
+        "fsdp1",
+        "tensor-parallel",
+        "eager",
+        "mode",
+        "bad-bool",
+    ],
 )
 def test_settings_without_a_code_path_are_refused(env, match):
     with pytest.raises(UserError, match=match):
         launcher_settings({**PLAIN, **env})
 
 
-def test_fsdp_v1_sharding_strategies_map_onto_the_recipe():
-    for strategy, sharding in (("FULL_SHARD", "full-shard"), ("2", "shard-grad-op")):
+def test_fsdp2_sharding_and_checkpointing_map_onto_the_recipe():
+    for reshard, sharding in (("true", "full-shard"), ("False", "shard-grad-op")):
         env = {
             **PLAIN,
-            "ACCELERATE_USE_FSDP": "true",
-            "FSDP_VERSION": "1",
-            "FSDP_SHARDING_STRATEGY": strategy,
+            **FSDP2,
+            "FSDP_RESHARD_AFTER_FORWARD": reshard,
+            "FSDP_ACTIVATION_CHECKPOINTING": "true",
         }
-        assert launcher_settings(env)["train.distributed.fsdp_sharding"] == sharding
+        assert launcher_settings(env) == {
+            "train.distributed.strategy": "fsdp",
+            "train.distributed.fsdp_sharding": sharding,
+            "train.activation_checkpointing": True,
+        }
+
+
+def test_fp16_with_fsdp_is_refused_when_planning(tmp_path):
+    plan = plan_parallel(
+        7e9, propose_shapes(7e9, count=1)[0], gpus=2, gpu=gpu("h100-sxm"), precision="fp16-mixed"
+    )
+    assert plan.strategy.zero
+    with pytest.raises(UserError, match="bf16-mixed"):
+        accelerate_config(plan, gpus_per_node=8, main_process_ip=None, precision="fp16-mixed")

@@ -234,3 +234,49 @@ def test_continued_pretraining_needs_the_same_tokenizer(tmp_path):
     other = tokens_with_tokenizer(tmp_path / "b", {f"w{i}": i for i in range(64)})
     with pytest.raises(UserError, match="its tokenizer differs from the one that made the tokens"):
         run_pretraining(load_recipe(cont, ["run.name=other"]), other)
+
+
+class _StubScaler:
+    """Stands in for Accelerate's fp16 GradScaler (fp16 is refused on CPU): scales by 1, counts updates."""
+
+    def __init__(self):
+        self.updates, self.loaded = 0, None
+
+    def scale(self, loss):
+        return loss
+
+    def step(self, optimizer, closure=None):
+        optimizer.step(closure)
+
+    def update(self):
+        self.updates += 1
+
+    def state_dict(self):
+        return {"scale": 2.0 ** (8 + self.updates), "_growth_tracker": self.updates}
+
+    def load_state_dict(self, state):
+        self.loaded = state
+
+
+def test_fp16_loss_scaler_state_is_saved_and_restored(tmp_path, monkeypatch):
+    from llmforge.pretrain import launch
+    from llmforge.pretrain.run import run_pretraining
+
+    real, scalers = launch.make_accelerator, []
+
+    def with_scaler(train, run_dir):
+        accelerator = real(train, run_dir)
+        accelerator.scaler = _StubScaler()
+        scalers.append(accelerator.scaler)
+        return accelerator
+
+    monkeypatch.setattr(launch, "make_accelerator", with_scaler)
+    tokens = markov_tokens(tmp_path / "tokens")
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, train={"max_steps": 10, "checkpoint_every": 5})
+    run_pretraining(load_recipe(recipe), tokens)
+    state = json.loads(
+        (tmp_path / "t" / "checkpoints" / "step-000010" / "trainer_state" / "state.json").read_text()
+    )
+    assert state["grad_scaler"] == {"scale": 2.0**18, "_growth_tracker": 10}  # one update per step
+    run_pretraining(load_recipe(recipe, ["train.max_steps=12"]), tokens)
+    assert scalers[1].loaded == {"scale": 2.0**18, "_growth_tracker": 10}  # resumed with the saved loss scale

@@ -18,16 +18,20 @@ _BOOKKEEPING = {"total", "forwarded", "dropped", "doc_len", "doc_len_tokens"}
 _STEP_TIMINGS = ("seconds", "docs_per_s", "mb_per_s")
 
 
+# How a build ran, not what it produced: the same shards come out whatever these are (the task count,
+# which does shape the shards, stays in report.json).
+_RUN_DETAILS = ("seconds", "resumed", "workers", "executor")
+
+
 def split_timings(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the report without timings, the timings): report.json holds what the build did, timings.json how
-    long it took (left out of the content hash, so a rebuild of the same data hashes the same)."""
+    it ran (time, workers, executor, whether it resumed) — left out of the content hash, so a rebuild of
+    the same data hashes the same."""
     steps = report.get("steps", [])
-    contents = {k: v for k, v in report.items() if k not in ("seconds", "steps")}
+    contents = {k: v for k, v in report.items() if k not in (*_RUN_DETAILS, "steps")}
     contents["steps"] = [{k: v for k, v in s.items() if k not in _STEP_TIMINGS} for s in steps]
-    timings = {
-        "seconds": report.get("seconds"),
-        "steps": {s["step"]: {k: s.get(k) for k in _STEP_TIMINGS} for s in steps},
-    }
+    timings = {k: report.get(k) for k in _RUN_DETAILS}
+    timings["steps"] = {s["step"]: {k: s.get(k) for k in _STEP_TIMINGS} for s in steps}
     return contents, timings
 
 

@@ -358,7 +358,11 @@ def parallel(
         "d_model": shape.d_model,
         "n_heads": shape.n_heads,
     }
-    if plan.strategy.accelerate:
+    if plan.strategy.zero and precision == "fp16-mixed":
+        result["reasons"].append(
+            "fp16-mixed with FSDP: llmforge pretrain has no sharded fp16 loss scaler; use --precision bf16-mixed"
+        )
+    elif plan.strategy.accelerate:
         result["recipe_set"] = recipe_overrides(plan, precision)
     if write_accelerate_config is not None:
         text = accelerate_config(

@@ -198,7 +198,7 @@ ACCELERATE_PRECISION = {"fp32": "no", "bf16-mixed": "bf16", "fp16-mixed": "fp16"
 def recipe_overrides(plan: ParallelPlan, precision: str) -> list[str]:
     """The `--set` overrides that make a pretrain recipe match `plan` and its Accelerate config
     (`llmforge pretrain` refuses to run when the launcher's config and the recipe disagree). Pure `bf16`
-    weights are a planning option only: pretrain trains in mixed precision, so no precision key is given."""
+    weights are a planning option only: pretrain trains in bf16 mixed precision, which the config also says."""
     strategy = plan.strategy
     sets = [f"train.distributed.strategy={'fsdp' if strategy.zero else 'ddp'}"]
     if strategy.zero:
@@ -209,8 +209,7 @@ def recipe_overrides(plan: ParallelPlan, precision: str) -> list[str]:
         f"train.activation_checkpointing={'true' if strategy.checkpointing == 'full' else 'false'}",
         f"train.micro_batch={plan.micro_batch}",
     ]
-    if precision != "bf16":
-        sets.append(f"train.precision={precision}")
+    sets.append(f"train.precision={'bf16-mixed' if precision == 'bf16' else precision}")
     return sets
 
 
@@ -218,6 +217,11 @@ def accelerate_config(
     plan: ParallelPlan, *, gpus_per_node: int, main_process_ip: str | None, precision: str = "bf16-mixed"
 ) -> str:
     """An Accelerate config (YAML) for `accelerate launch --config_file` that realises `plan` (DDP or FSDP2)."""
+    if plan.strategy.zero and precision == "fp16-mixed":
+        raise UserError(
+            "--precision fp16-mixed with FSDP: llmforge pretrain has no sharded fp16 loss scaler; plan with "
+            "--precision bf16-mixed (or on GPUs without bf16, with enough memory for DDP)"
+        )
     if not plan.strategy.accelerate:
         raise UserError(
             f"this plan needs {plan.strategy.name}, which `accelerate launch` + llmforge pretrain (DDP/FSDP) does "

@@ -12,14 +12,23 @@ from typing import Any
 from llmforge.console import UserError
 from llmforge.pretrain.config import TrainConfig
 
-_TRUE = {"true", "1", "yes"}
+_TRUE = {"1", "true", "t", "yes", "y", "on"}  # accelerate's str_to_bool
+_FALSE = {"0", "false", "f", "no", "n", "off"}
 _PRECISION = {"bf16": "bf16-mixed", "fp16": "fp16-mixed"}
-_FSDP1_SHARDING = {
-    "FULL_SHARD": "full-shard",
-    "1": "full-shard",
-    "SHARD_GRAD_OP": "shard-grad-op",
-    "2": "shard-grad-op",
-}
+_PARALLELISM_SIZES = ("DP_REPLICATE_SIZE", "TP_SIZE", "CP_SIZE", "SP_SIZE")
+
+
+def _flag(env: dict[str, str], key: str, default: str = "false") -> bool:
+    value = env.get(key, default).lower()
+    if value not in _TRUE | _FALSE:
+        raise UserError(f"the accelerate config sets {key} = {value!r}; expected true or false")
+    return value in _TRUE
+
+
+def _refuse(setting: str, advice: str) -> UserError:
+    return UserError(
+        f"the accelerate config asks for {setting}, which llmforge pretrain does not do; {advice}"
+    )
 
 
 def launcher_settings(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any]:
@@ -29,44 +38,73 @@ def launcher_settings(environ: MutableMapping[str, str] = os.environ) -> dict[st
     purpose count: `ACCELERATE_MIXED_PRECISION` is always set ("no" when the config says nothing), so
     "no" asks for nothing. Settings llmforge has no code path for are refused here rather than ignored.
     """
-    env = {k: v.strip() for k, v in environ.items() if k.startswith(("ACCELERATE_", "FSDP_"))}
+    env = {
+        k: v.strip()
+        for k, v in environ.items()
+        if k.startswith(("ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_"))
+    }
     for key, what in (
         ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"),
         ("ACCELERATE_USE_MEGATRON_LM", "Megatron-LM"),
     ):
-        if env.get(key, "").lower() in _TRUE:
-            raise UserError(
-                f"the accelerate config asks for {what}; llmforge pretrain shards with FSDP: use "
-                f"distributed_type: FSDP (or `llmforge plan parallel --write-accelerate-config`)"
+        if _flag(env, key):
+            raise _refuse(
+                what, "use distributed_type: FSDP (`llmforge plan parallel --write-accelerate-config`)"
             )
+    if _flag(env, "ACCELERATE_USE_PARALLELISM_CONFIG"):
+        for size in _PARALLELISM_SIZES:
+            if env.get(f"PARALLELISM_CONFIG_{size}", "1") not in ("1", "None", ""):
+                raise _refuse(
+                    f"parallelism_config {size.lower()} = {env[f'PARALLELISM_CONFIG_{size}']}",
+                    "it shards with FSDP over all processes (data parallel only)",
+                )
     wanted: dict[str, Any] = {}
     precision = env.get("ACCELERATE_MIXED_PRECISION", "no").lower()
     if precision in _PRECISION:
         wanted["train.precision"] = _PRECISION[precision]
     elif precision != "no":
-        raise UserError(f"the accelerate config asks for mixed_precision: {precision}; use bf16, fp16 or no")
-    if env.get("ACCELERATE_DYNAMO_BACKEND", "NO").upper() != "NO":
-        wanted["train.compile"] = True
-    if env.get("ACCELERATE_USE_FSDP", "").lower() in _TRUE:
-        wanted["train.distributed.strategy"] = "fsdp"
-        if env.get("FSDP_VERSION", "1") == "2":
-            reshard = env.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() in _TRUE
-            wanted["train.distributed.fsdp_sharding"] = "full-shard" if reshard else "shard-grad-op"
-        else:
-            strategy = env.get("FSDP_SHARDING_STRATEGY", "FULL_SHARD").upper()
-            if strategy not in _FSDP1_SHARDING:
-                raise UserError(
-                    f"the accelerate config asks for fsdp_sharding_strategy {strategy}; llmforge shards "
-                    f"FULL_SHARD or SHARD_GRAD_OP"
-                )
-            wanted["train.distributed.fsdp_sharding"] = _FSDP1_SHARDING[strategy]
-        if env.get("FSDP_OFFLOAD_PARAMS", "").lower() in _TRUE:
-            raise UserError(
-                "the accelerate config asks for fsdp_offload_params: true, which llmforge does not do; set it "
-                "to false (shard over more GPUs, or turn on train.activation_checkpointing)"
-            )
-        if env.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() in _TRUE:
-            wanted["train.activation_checkpointing"] = True
+        raise _refuse(f"mixed_precision: {precision}", "use bf16, fp16 or no")
+    wanted.update(_compile_settings(env))
+    if _flag(env, "ACCELERATE_USE_FSDP"):
+        wanted.update(_fsdp_settings(env))
+    return wanted
+
+
+def _compile_settings(env: dict[str, str]) -> dict[str, Any]:
+    """`dynamo_backend: INDUCTOR` (with default mode, no fullgraph/dynamic) is `train.compile = true`."""
+    backend = env.get("ACCELERATE_DYNAMO_BACKEND", "NO").upper()
+    if backend == "NO":
+        return {}
+    if backend != "INDUCTOR":
+        raise _refuse(f"dynamo_backend: {backend}", "torch.compile runs with inductor: use INDUCTOR or NO")
+    if env.get("ACCELERATE_DYNAMO_MODE", "default") != "default":
+        raise _refuse(f"dynamo_mode: {env['ACCELERATE_DYNAMO_MODE']}", "leave dynamo_mode at default")
+    for key in ("ACCELERATE_DYNAMO_USE_FULLGRAPH", "ACCELERATE_DYNAMO_USE_DYNAMIC"):
+        if _flag(env, key):
+            raise _refuse(f"{key.removeprefix('ACCELERATE_').lower()}: true", "leave it false")
+    return {"train.compile": True}
+
+
+def _fsdp_settings(env: dict[str, str]) -> dict[str, Any]:
+    """FSDP2 only (llmforge shards with torch's `fully_shard`): full shard or shard-grad-op, no offload."""
+    if env.get("FSDP_VERSION", "1") != "2":
+        raise _refuse("fsdp_version: 1", "set fsdp_version: 2 (llmforge shards with FSDP2)")
+    reshard = env.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower()
+    if reshard not in _TRUE | _FALSE:  # a FSDP1 sharding strategy name (HYBRID_SHARD, NO_SHARD, ...)
+        raise _refuse(
+            f"fsdp_reshard_after_forward: {reshard}", "use true (full shard) or false (shard-grad-op)"
+        )
+    wanted: dict[str, Any] = {
+        "train.distributed.strategy": "fsdp",
+        "train.distributed.fsdp_sharding": "full-shard" if reshard in _TRUE else "shard-grad-op",
+    }
+    if _flag(env, "FSDP_OFFLOAD_PARAMS"):
+        raise _refuse(
+            "fsdp_offload_params: true",
+            "set it to false (shard over more GPUs, or turn on activation checkpointing)",
+        )
+    if _flag(env, "FSDP_ACTIVATION_CHECKPOINTING"):
+        wanted["train.activation_checkpointing"] = True
     return wanted
 
 
@@ -94,6 +132,16 @@ def _recipe_value(train: TrainConfig, key: str) -> Any:
 
 def _toml(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def launcher_environment(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """What torchrun / `accelerate launch` passed to this process (world, rendezvous, Accelerate's settings)."""
+    return {
+        k: v
+        for k, v in sorted(environ.items())
+        if k.startswith(("ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_"))
+        or k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
 
 
 def _hand_over_launcher_env(environ: MutableMapping[str, str]) -> None:

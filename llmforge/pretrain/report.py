@@ -28,11 +28,9 @@ def unigram_entropy(shards: Any, vocab_size: int, limit: int = ENTROPY_SAMPLE_TO
     return float(-(p * np.log(p)).sum())
 
 
-def write_snapshot(recipe: Recipe, run_dir: Path) -> None:
-    """The resolved recipe and the environment (packages, git commit, hardware, command line, and what the
-    launcher passed: torchrun's world, Accelerate's settings)."""
-    import os
-
+def write_snapshot(recipe: Recipe, run_dir: Path, launcher: dict[str, str]) -> None:
+    """The resolved recipe and the environment (packages, git commit, hardware, command line, and `launcher`:
+    what the launcher passed, as read before llmforge took over its FSDP/compile settings)."""
     import torch
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -42,12 +40,7 @@ def write_snapshot(recipe: Recipe, run_dir: Path) -> None:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "torch_threads": torch.get_num_threads(),
     }
-    env["launcher"] = {
-        k: v
-        for k, v in sorted(os.environ.items())
-        if k.startswith(("ACCELERATE_", "FSDP_"))
-        or k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
+    env["launcher"] = launcher
     write_json(run_dir / "environment.json", {"stage": "pretrain", **env})
 
 

@@ -26,7 +26,7 @@ def run_pretraining(recipe: Recipe, tokens: Path | None = None, *, resume: bool 
     import torch
     from transformers.utils import logging as hf_logging
 
-    from llmforge.pretrain.launch import make_accelerator
+    from llmforge.pretrain.launch import launcher_environment, make_accelerator
     from llmforge.pretrain.metrics import read_metrics
     from llmforge.pretrain.preflight import preflight
     from llmforge.pretrain.report import write_report, write_snapshot
@@ -36,9 +36,10 @@ def run_pretraining(recipe: Recipe, tokens: Path | None = None, *, resume: bool 
     tokens = tokens or recipe.run_dir / TOKENS_DIR
     world = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = preflight(recipe, tokens, resume=resume, world_size=world, cuda=torch.cuda.is_available())
+    launcher = launcher_environment()  # before make_accelerator hands the launcher's FSDP/compile over to us
     accelerator = make_accelerator(recipe.table("train"), recipe.run_dir)
     if accelerator.is_main_process:
-        write_snapshot(recipe, recipe.run_dir)
+        write_snapshot(recipe, recipe.run_dir, launcher)
     try:
         outcome = pretrain(recipe, inputs, accelerator)
     except torch.OutOfMemoryError as e:

@@ -28,14 +28,10 @@ def curve(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "lr" in r}
 
 
-def pretrain(recipe: Path, tokens: Path, processes: int, *sets: str) -> dict:
-    launcher = (
-        ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-        if processes > 1
-        else []
-    )
+def launch(launcher: list[str], recipe: Path, tokens: Path, *sets: str) -> subprocess.CompletedProcess:
+    """`python LAUNCHER -m llmforge --quiet pretrain RECIPE --tokens TOKENS --json --set ...`."""
     overrides = [arg for s in sets for arg in ("--set", s)]
-    r = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             *launcher,
@@ -46,15 +42,19 @@ def pretrain(recipe: Path, tokens: Path, processes: int, *sets: str) -> dict:
             str(recipe),
             "--tokens",
             str(tokens),
-            "--json",
-            *overrides,
-        ],
+        ]
+        + ["--json", *overrides],
         cwd=REPO,
         env=ENV,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def pretrain(recipe: Path, tokens: Path, processes: int, *sets: str) -> dict:
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    r = launch(torchrun if processes > 1 else [], recipe, tokens, *sets)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)  # only rank 0 prints
 
@@ -130,39 +130,14 @@ def test_accelerate_launch_with_a_plan_parallel_config(single, cli):
     )
     assert plan["zero"] == 3
 
-    def launch(*sets: str) -> subprocess.CompletedProcess:
-        overrides = [arg for s in ("run.name=launched", *sets) for arg in ("--set", s)]
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "accelerate.commands.launch",
-                "--config_file",
-                str(config),
-                "-m",
-                "llmforge",
-                "--quiet",
-                "pretrain",
-                str(recipe),
-                "--tokens",
-                str(tokens),
-                "--json",
-                *overrides,
-            ],
-            cwd=REPO,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-
-    refused = launch()
+    accelerate = ["-m", "accelerate.commands.launch", "--config_file", str(config)]
+    refused = launch(accelerate, recipe, tokens, "run.name=launched")
     assert refused.returncode != 0 and not (root / "launched").exists()
     assert "error: the accelerate config does not match the recipe" in refused.stderr
     assert "--set train.distributed.strategy=fsdp" in refused.stderr
 
     matched = [s for s in plan["recipe_set"] if not s.startswith("train.micro_batch")]
-    done = launch(*matched, "train.max_steps=4")
+    done = launch(accelerate, recipe, tokens, "run.name=launched", *matched, "train.max_steps=4")
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert results["processes"] == 2 and results["strategy"] == "fsdp"

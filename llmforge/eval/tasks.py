@@ -120,9 +120,7 @@ def write_include_dir(names: list[str], data_dir: Path, out: Path, num_fewshot: 
         tasks_dir = resources.files("llmforge.eval").joinpath("tasks")
         template = tasks_dir.joinpath(f"{name}.yaml").read_text()
         (out / f"{name}.yaml").write_text(template.replace("@DATA_FILE@", str(data_file)))
-        for module in set(
-            _FUNCTION.findall(template)
-        ):  # `!function module.name` is looked up beside the YAML
+        for module in set(_FUNCTION.findall(template)):  # `!function m.f` is looked up beside the YAML
             (out / f"{module}.py").write_text(tasks_dir.joinpath(f"{module}.py").read_text())
         counts[name] = len(rows)
     return counts

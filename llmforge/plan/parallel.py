@@ -200,17 +200,14 @@ def recipe_overrides(plan: ParallelPlan, precision: str) -> list[str]:
     (`llmforge pretrain` refuses to run when the launcher's config and the recipe disagree). Pure `bf16`
     weights are a planning option only: pretrain trains in bf16 mixed precision, which the config also says."""
     strategy = plan.strategy
-    sets = [f"train.distributed.strategy={'fsdp' if strategy.zero else 'ddp'}"]
-    if strategy.zero:
-        sets.append(
-            f"train.distributed.fsdp_sharding={'full-shard' if strategy.zero == 3 else 'shard-grad-op'}"
-        )
-    sets += [
+    sharding = "full-shard" if strategy.zero == 3 else "shard-grad-op"
+    return [
+        f"train.distributed.strategy={'fsdp' if strategy.zero else 'ddp'}",
+        *([f"train.distributed.fsdp_sharding={sharding}"] if strategy.zero else []),
         f"train.activation_checkpointing={'true' if strategy.checkpointing == 'full' else 'false'}",
         f"train.micro_batch={plan.micro_batch}",
+        f"train.precision={'bf16-mixed' if precision == 'bf16' else precision}",
     ]
-    sets.append(f"train.precision={'bf16-mixed' if precision == 'bf16' else precision}")
-    return sets
 
 
 def accelerate_config(

@@ -14,7 +14,12 @@ from llmforge.pretrain.config import TrainConfig
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}  # accelerate's str_to_bool
 _FALSE = {"0", "false", "f", "no", "n", "off"}
-_PRECISION = {"bf16": "bf16-mixed", "fp16": "fp16-mixed"}
+# train.precision → Accelerate's mixed_precision, and back (for what a launcher config asks for).
+ACCELERATE_PRECISION = {"fp32": "no", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}
+_PRECISION = {v: k for k, v in ACCELERATE_PRECISION.items() if v != "no"}
+# Environment a launcher (torchrun, `accelerate launch`) hands to each process.
+_LAUNCHER_PREFIXES = ("ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_")
+_LAUNCHER_KEYS = ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
 _PARALLELISM_SIZES = ("DP_REPLICATE_SIZE", "TP_SIZE", "CP_SIZE", "SP_SIZE")
 
 
@@ -38,11 +43,7 @@ def launcher_settings(environ: MutableMapping[str, str] = os.environ) -> dict[st
     purpose count: `ACCELERATE_MIXED_PRECISION` is always set ("no" when the config says nothing), so
     "no" asks for nothing. Settings llmforge has no code path for are refused here rather than ignored.
     """
-    env = {
-        k: v.strip()
-        for k, v in environ.items()
-        if k.startswith(("ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_"))
-    }
+    env = {k: v.strip() for k, v in environ.items() if k.startswith(_LAUNCHER_PREFIXES)}
     for key, what in (
         ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"),
         ("ACCELERATE_USE_MEGATRON_LM", "Megatron-LM"),
@@ -137,10 +138,7 @@ def _toml(value: Any) -> str:
 def launcher_environment(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
     """What torchrun / `accelerate launch` passed to this process (world, rendezvous, Accelerate's settings)."""
     return {
-        k: v
-        for k, v in sorted(environ.items())
-        if k.startswith(("ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_"))
-        or k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+        k: v for k, v in sorted(environ.items()) if k.startswith(_LAUNCHER_PREFIXES) or k in _LAUNCHER_KEYS
     }
 
 
@@ -161,7 +159,7 @@ def make_accelerator(train: TrainConfig, run_dir: Path) -> Any:
     # Accelerate keeps its settings in a process-wide singleton; a second run in the same process (a
     # notebook, the benchmark, tests) may ask for another precision. The process group is kept.
     AcceleratorState._reset_state()
-    precision = {"fp32": "no", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}[train.precision]
+    precision = ACCELERATE_PRECISION[train.precision]
     if train.distributed.strategy == "fsdp":  # FSDP's own mixed-precision policy casts (parallel.py)
         precision = "no"
     kwargs: dict[str, Any] = {}

@@ -99,7 +99,7 @@ def run() -> dict:
     import torch
 
     from llmforge.pretrain.config import ModelConfig
-    from llmforge.pretrain.metrics import device_peak_flops
+    from llmforge.pretrain.metrics import device_peak
     from llmforge.pretrain.model import build_model, model_size
 
     root = Path(tempfile.mkdtemp(prefix="bench-pretrain-"))
@@ -112,7 +112,8 @@ def run() -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     size = model_size(build_model(ModelConfig(**MODEL), vocab_size=4096, eos_id=0, seed=0), seq_len=256)
-    peak, device = device_peak_flops("fp32")
+    measured = device_peak("fp32")
+    peak, device = measured.flops, measured.device
     best_ours, best_hand = max(ours), max(hand)
     return {
         "device": device,

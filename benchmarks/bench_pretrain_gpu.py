@@ -184,7 +184,7 @@ def run(**overrides: Any) -> dict[str, Any]:
     import torch
 
     from llmforge.pretrain.config import ModelConfig
-    from llmforge.pretrain.metrics import device_peak_flops
+    from llmforge.pretrain.metrics import device_peak
     from llmforge.pretrain.model import build_model, model_size
 
     cfg = {**FULL, **overrides}
@@ -193,7 +193,8 @@ def run(**overrides: Any) -> dict[str, Any]:
         return {"skipped": "no CUDA device: run `python -m benchmarks.run pretrain_gpu` on a GPU machine"}
     device = "cuda" if cuda else "cpu"
     size = model_size(build_model(ModelConfig(**cfg["shape"]), cfg["vocab"], 0, seed=0), cfg["seq"])
-    peak, device_name = device_peak_flops("bf16-mixed")
+    measured = device_peak("bf16-mixed")
+    peak, device_name = measured.flops, measured.device
     n_tokens = (cfg["steps"] + 2) * cfg["rows"] * (cfg["seq"] + 1) * 21 // 20
     root = Path(tempfile.mkdtemp(prefix="bench-pretrain-gpu-"))
     try:
@@ -223,6 +224,7 @@ def run(**overrides: Any) -> dict[str, Any]:
         "steps": cfg["steps"],
         "timed_steps": cfg["steps"] - cfg["skip"],
         "peak_flops": peak,
+        "peak_flops_source": measured.source,
         "runs": runs,
         "ratio_fsdp_to_hand": runs["trainer_fsdp"]["tokens_per_s"] / hand,
         "ratio_plain_to_hand": runs["trainer_plain"]["tokens_per_s"] / hand,

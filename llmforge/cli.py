@@ -13,7 +13,15 @@ from pathlib import Path
 import typer
 
 from llmforge import __version__
-from llmforge.console import UserError, configure, emit_json, error_boundary, info, summary_table
+from llmforge.console import (
+    UserError,
+    configure,
+    emit_json,
+    error_boundary,
+    info,
+    print_result,
+    summary_table,
+)
 
 app = typer.Typer(
     name="llmforge",
@@ -35,14 +43,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No progress bars or tables (errors still print)."
+        False, "--quiet", "-q", help="No progress bars or log lines (results and errors still print)."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
     version: bool | None = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """llmforge: one toolkit for the whole life of a language model you train yourself."""
+    """llmforge: one toolkit for the whole life of a language model you train yourself.
+
+    --quiet and --debug may also be given after the subcommand (`llmforge data build r.toml --quiet`).
+    """
     configure(quiet=quiet, debug=debug)
 
 
@@ -76,7 +87,8 @@ def recipe_show(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of TOML."),
 ) -> None:
-    """Print the resolved recipe (defaults filled in, overrides applied) as TOML or JSON on stdout.
+    """Print the resolved recipe on stdout: as TOML, a recipe file that runs the same wherever it is
+    saved (overrides applied, paths made absolute); with --json, every key with its default filled in.
 
     Example: llmforge recipe show recipes/tiny.toml --set train.max_steps=10
     """
@@ -98,37 +110,40 @@ def inspect_artifact(
         ..., help="An artifact directory (dataset, tokenizer, tokens, checkpoint, report)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest and lineage as JSON."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also rehash every file against the manifest (reads the whole artifact)."
+    ),
 ) -> None:
-    """Show an artifact's kind, inputs, statistics and lineage, and check it against its contract.
+    """Show an artifact's kind, inputs, statistics and lineage, and check it against its contract
+    (files present at their recorded sizes, the kind's layout; with --verify, every file's hash).
 
-    Example: llmforge inspect runs/tiny/tokens
+    Example: llmforge inspect runs/tiny/tokens --verify
     """
     from llmforge.artifacts import lineage, read_manifest
     from llmforge.artifacts.checks import check_artifact
 
     manifest = read_manifest(path)
-    problem = check_artifact(path, manifest)
+    problem = check_artifact(path, manifest, verify=verify)
     tree = lineage(path)
-    if as_json:
+    if as_json:  # the JSON document says why it is invalid; the exit code is 2 all the same
         emit_json({**manifest, "lineage": tree, "valid": problem is None, "problem": problem})
-    else:
-        _print_inspect(path, manifest, tree, problem)
     if problem:
         raise UserError(f"{path}: {problem}")
+    if not as_json:
+        _print_inspect(path, manifest, tree)
 
 
-def _print_inspect(path: Path, manifest: dict, tree: dict, problem: str | None) -> None:
+def _print_inspect(path: Path, manifest: dict, tree: dict) -> None:
+    from rich.markup import escape
     from rich.tree import Tree
-
-    from llmforge.console import console
 
     rows = {
         "kind": manifest["kind"],
         "created": manifest["created_at"],
         "llmforge": manifest["llmforge_version"],
-        "content hash": (manifest.get("content_hash") or "-")[:23],
+        "content hash": manifest.get("content_hash") or "-",
         "git commit": (manifest.get("environment", {}).get("git_commit") or "-")[:12],
-        "valid": "yes" if problem is None else f"NO: {problem}",
+        "valid": "yes",
     }
     rows.update(
         {f"stats.{k}": v for k, v in manifest.get("stats", {}).items() if not isinstance(v, (dict, list))}
@@ -137,12 +152,12 @@ def _print_inspect(path: Path, manifest: dict, tree: dict, problem: str | None) 
 
     def add(node: Tree, item: dict) -> None:
         for child in item.get("inputs", []):
-            add(node.add(f"{child.get('kind', '?')}  {child['path']}"), child)
+            add(node.add(f"{child.get('kind', '?')}  {escape(child['path'])}"), child)
 
-    root = Tree(f"[bold]{tree.get('kind')}[/]  {tree['path']}")
+    root = Tree(f"[bold]{tree.get('kind')}[/]  {escape(tree['path'])}")
     add(root, tree)
-    info("lineage:")
-    console.print(root)
+    print_result("lineage:")
+    print_result(root, full_width=True)
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -164,6 +179,28 @@ for _name, _stage in (
     app.add_typer(_stage, name=_name)
 
 
+def root_options_first(command: typer.core.TyperGroup, argv: list[str]) -> list[str]:
+    """Move the root's flags (--quiet, -q, --debug) that follow the subcommand to the front, so
+    `llmforge data build r.toml --quiet` means `llmforge --quiet data build r.toml`. Nothing after `--` moves."""
+    flags = {
+        name
+        for param in command.params
+        if getattr(param, "is_flag", False) and not getattr(param, "is_eager", False)
+        for name in param.opts
+    }
+    end = argv.index("--") if "--" in argv else len(argv)
+    moved = [a for a in argv[:end] if a in flags]
+    kept = [a for a in argv[:end] if a not in flags]
+    return [*moved, *kept, *argv[end:]]
+
+
+def _usage_error_line(error: Exception) -> str:
+    """A click usage error (unknown option, missing argument) as one line with where to look for help."""
+    ctx = getattr(error, "ctx", None)
+    where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+    return f"{error.format_message().rstrip('.')}{where}"  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI inside the error boundary (exit 0/1/2)."""
     try:  # recent typer vendors click
@@ -171,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         from click import exceptions as click_exceptions
     command = typer.main.get_command(app)
+    argv = root_options_first(command, list(sys.argv[1:] if argv is None else argv))
+    configure(json_output="--json" in argv[: argv.index("--") if "--" in argv else len(argv)])
     with error_boundary():
         try:
             rc = command.main(args=argv, prog_name="llmforge", standalone_mode=False)
@@ -179,8 +218,9 @@ def main(argv: list[str] | None = None) -> None:
         except typer.Abort:
             raise KeyboardInterrupt from None
         except click_exceptions.ClickException as e:
-            e.show()
-            rc = 2
+            if not e.format_message():  # no_args_is_help: the help was printed, it is the whole answer
+                raise SystemExit(2) from None
+            raise UserError(_usage_error_line(e)) from None
         raise SystemExit(rc if isinstance(rc, int) else 0)
 
 

@@ -1,5 +1,17 @@
-"""Terminal output shared by every stage: one rich console on stderr, progress bars, summary tables,
-JSON on stdout, and the error boundary that maps failures onto exit codes (DESIGN.md §4).
+"""Terminal output shared by every stage, and the error boundary that maps failures onto exit codes
+(DESIGN.md §4).
+
+Where output goes:
+- results (what the user asked for: summary tables, samples, trees) → stdout: `summary_table`,
+  `print_result`. With `--json` (`configure(json_output=True)`, set by the root CLI) stdout carries only
+  `emit_json`'s document and results go to stderr instead (silenced by `--quiet` there).
+- progress bars, log lines, warnings → stderr: `progress`/`track`, `info`, `warn`. `--quiet` silences
+  progress and log lines, never results or errors.
+- errors → stderr, one line: `UserError` exits 2, anything else 1.
+
+Nothing a user must copy is cut: log and error lines are never wrapped by rich (the terminal folds them
+visually and copying gives the whole line), and a table holding a path or command is printed at its full
+width rather than squeezed to the terminal's.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or input error (`UserError`).
 """
@@ -15,8 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -41,29 +54,65 @@ class UserError(Exception):
 class _State:
     quiet: bool = False
     debug: bool = os.environ.get("LLMFORGE_DEBUG", "") not in ("", "0")
+    json_output: bool = False  # --json: stdout holds one JSON document, nothing else
 
 
 state = _State()
-console = Console(stderr=True, highlight=False)  # human output; silenced by --quiet
+console = Console(stderr=True, highlight=False)  # progress and log lines; silenced by --quiet
+_results = Console(highlight=False)  # results on stdout (whatever sys.stdout is when printing)
+_results_stderr = Console(stderr=True, highlight=False)  # results while stdout is reserved for JSON
 _errors = Console(stderr=True, highlight=False)  # errors and warnings; never silenced
 
 
-def configure(*, quiet: bool | None = None, debug: bool | None = None) -> None:
+def configure(
+    *, quiet: bool | None = None, debug: bool | None = None, json_output: bool | None = None
+) -> None:
     if quiet is not None:
         state.quiet = quiet
     if debug is not None:
         state.debug = debug
+    if json_output is not None:
+        state.json_output = json_output
     console.quiet = state.quiet
 
 
 def info(message: str) -> None:
-    """A human line on stderr (silenced by --quiet)."""
+    """A human log line on stderr (rich markup; silenced by --quiet; never wrapped, so paths stay whole)."""
     if not state.quiet:
-        console.print(message)
+        console.print(message, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    _errors.print(f"[yellow]warning:[/] {escape(message)}")
+    _errors.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def results_console() -> Console:
+    """The console results go to: stdout, or stderr while stdout is reserved for `--json`."""
+    return _results_stderr if state.json_output else _results
+
+
+def print_result(renderable: RenderableType, *, full_width: bool = False) -> None:
+    """Print a result (a table, a panel, a tree, a line of markup) to stdout (stderr under --json).
+
+    `full_width` prints it at its natural width when that is wider than the terminal, so nothing in it is
+    wrapped or cut (for paths and commands the user copies)."""
+    if state.json_output and state.quiet:  # on stderr beside the JSON, a result is a log line
+        return
+    out = results_console()
+    if isinstance(renderable, str):
+        out.print(renderable, soft_wrap=True)
+        return
+    if full_width:
+        natural = Measurement.get(out, out.options.update_width(1 << 16), renderable).maximum
+        if natural > out.width:  # rich caps print(width=) at the console's width: print on a wider one
+            out = Console(
+                file=out.file,
+                width=natural,
+                highlight=False,
+                force_terminal=out.is_terminal,
+                color_system=out.color_system,  # type: ignore[arg-type]
+            )
+    out.print(renderable)
 
 
 def emit_json(obj: Any) -> None:
@@ -127,20 +176,34 @@ def track(items: Iterable, *, total: int | None = None, description: str = "", u
 def summary_table(
     title: str, rows: Sequence[Sequence[Any]] | Mapping[str, Any], columns: Sequence[str] = ()
 ) -> Table:
-    """Build (and print, unless --quiet) a summary table. `rows` is a mapping (key/value) or row tuples."""
-    table = Table(title=title, title_justify="left", show_header=bool(columns))
+    """Build and print a results table (stdout; see the module docstring). `rows` is a mapping (key/value)
+    or row tuples. The title is printed as a line of its own, so a path in it is never wrapped; a column
+    holding a path or a command is never wrapped or cut either."""
     if isinstance(rows, Mapping):
         cols = columns or ("", "")
         rows = [(k, v) for k, v in rows.items()]
     else:
         cols = columns or tuple("" for _ in (rows[0] if rows else ()))
+    cells = [[format_value(v) for v in row] for row in rows]
+    table = Table(show_header=bool(columns))
+    copyable = False
     for i, name in enumerate(cols):
-        table.add_column(name, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*(format_value(v) for v in row))
-    if not state.quiet:
-        console.print(table)
+        whole = any(i < len(row) and _must_stay_whole(row[i]) for row in cells)
+        copyable |= whole
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=whole, overflow="fold")
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
+    if title:
+        print_result(f"[bold]{escape(title)}[/]")
+    print_result(table, full_width=copyable)
     return table
+
+
+def _must_stay_whole(text: str) -> bool:
+    """A command, or one word (a path, a hash, a URL): wrapping would break what the user copies."""
+    return text.startswith(("llmforge ", "--set ", "accelerate ", "torchrun ")) or not any(
+        c.isspace() for c in text.strip()
+    )
 
 
 def format_value(v: Any) -> str:

@@ -20,7 +20,7 @@ class Accelerator:
     memory_gb: float
     dense_tflops: dict[str, float]
     source: str
-    device_name: str | None = None
+    device_names: tuple[str, ...] = ()
 
     @property
     def memory_bytes(self) -> float:
@@ -43,15 +43,23 @@ def _table() -> dict:
 
 @cache
 def accelerators() -> dict[str, Accelerator]:
-    return {name: Accelerator(name=name, **row) for name, row in _table()["accelerators"].items()}
+    return {
+        name: Accelerator(name=name, **{**row, "device_names": tuple(row.get("device_names", ()))})
+        for name, row in _table()["accelerators"].items()
+    }
+
+
+def _normalise(device_name: str) -> str:
+    return " ".join(device_name.split()).casefold()
 
 
 def by_device_name(device_name: str) -> Accelerator | None:
-    """The accelerator whose `device_name` is the longest substring of torch's device name."""
-    matches = [a for a in accelerators().values() if a.device_name and a.device_name in device_name]
-    return max(matches, key=lambda a: len(a.device_name or ""), default=None)
+    """The accelerator that lists exactly this device name (torch.cuda.get_device_name()), else None.
 
-
-def cpu_core_peak_flops(dtype: str) -> float:
-    """Peak FLOP/s of one CPU core at `dtype` on the reference machine (STACK-NOTES: 2048² matmul)."""
-    return _table()["cpu_core"]["dense_gflops"][dtype] * 1e9
+    Exact, not by substring: "NVIDIA L40" is not an L4, "H100 NVL" not an H100 SXM, and an unknown
+    name is reported as unknown rather than given the peak of the nearest-looking row."""
+    wanted = _normalise(device_name)
+    for accelerator in accelerators().values():
+        if any(_normalise(name) == wanted for name in accelerator.device_names):
+            return accelerator
+    return None

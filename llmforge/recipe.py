@@ -17,10 +17,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from llmforge.console import UserError
-from llmforge.recipe_base import Table
+from llmforge.recipe_base import RECIPE_DIR, CommandLineValue, RecipeDirPath, Table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,11 +29,21 @@ else:  # pragma: no cover
 
 
 class RunConfig(Table):
-    """`[run]`: names the run; every stage of one recipe writes into `out_dir/name/`."""
+    """`[run]`: names the run; every stage of one recipe writes into `out_dir/name/`.
+
+    `out_dir` is a recipe path like any other: relative to the recipe's folder (`runs` beside the recipe
+    when left out), so a run lands in the same place from whichever directory it is started."""
 
     name: str = Field("run", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    out_dir: Path = Path("runs")
+    out_dir: RecipeDirPath = Field(Path("runs"), validate_default=True)
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _always_written(self) -> RunConfig:
+        # a recipe written out (to_toml) names its run directory even when the original left it out, so
+        # the copy runs into the same directory wherever it is saved
+        self.model_fields_set.add("out_dir")
+        return self
 
     @property
     def dir(self) -> Path:
@@ -58,6 +68,15 @@ class Recipe(Table):
     train: TrainConfig | None = None
     eval: EvalConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _run_table_always(cls, raw: Any) -> Any:
+        # validated like a written [run] table (not built by a default factory), so its out_dir resolves
+        # against the recipe's folder, and a recipe written out (to_toml) names its run directory
+        if isinstance(raw, dict) and "run" not in raw:
+            return {**raw, "run": {}}
+        return raw
+
     @property
     def run_dir(self) -> Path:
         return self.run.dir
@@ -72,12 +91,16 @@ class Recipe(Table):
     _source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every key, defaults filled in (for manifests and `recipe show --json`)."""
         return self.model_dump(mode="json", exclude_none=True)
 
     def to_toml(self) -> str:
+        """A recipe file that runs the same wherever it is saved: the keys given (overrides applied, paths
+        absolute, the run directory always named). Defaults are left out, as some keys may only be
+        given where they apply (`model.rotary_pct` for gpt-neox, no shape keys with `model.init_from`)."""
         import tomli_w
 
-        return tomli_w.dumps(_drop_none(self.to_dict()))
+        return tomli_w.dumps(_drop_none(self.model_dump(mode="json", exclude_unset=True, exclude_none=True)))
 
 
 def _drop_none(obj: Any) -> Any:
@@ -92,8 +115,21 @@ def _drop_none(obj: Any) -> Any:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override and validate a recipe. Every problem is a `UserError` naming file and key."""
+    """Read, override and validate a recipe. Every problem is a `UserError` naming file and key.
+
+    Relative paths in the file are resolved against the file's folder, those given with `--set` against
+    the current directory (recipe_base.py)."""
     path = Path(path)
+    raw = read_recipe_file(path)
+    for item in overrides:
+        apply_override(raw, item, source=str(path))
+    return validate_recipe(raw, source=str(path), recipe_dir=path.absolute().parent)
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The TOML tables of a recipe file; UserError when it is missing, not a file, not TOML or empty."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a recipe file (give a .toml file)")
     if not path.is_file():
         raise UserError(f"{path}: recipe file not found")
     try:
@@ -102,14 +138,17 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise UserError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
-    for item in overrides:
-        apply_override(raw, item, source=str(path))
-    return validate_recipe(raw, source=str(path))
+    if not raw:
+        raise UserError(f"{path}: the recipe has no tables (expected [run], [data], [train], ...)")
+    return raw
 
 
-def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+def validate_recipe(
+    raw: dict[str, Any], source: str = "recipe", recipe_dir: str | Path | None = None
+) -> Recipe:
+    """Validate raw tables; relative paths resolve against `recipe_dir` (kept as given when None)."""
     try:
-        recipe = Recipe.model_validate(raw)
+        recipe = Recipe.model_validate(raw, context={RECIPE_DIR: recipe_dir})
     except ValidationError as e:
         raise UserError(format_validation_error(e, raw, source)) from None
     recipe._source = source
@@ -151,7 +190,16 @@ def apply_override(raw: dict[str, Any], item: str, source: str = "recipe") -> No
             raise UserError(f"{source}: --set {key}: {where} is a value, not a table")
     if isinstance(node, list):
         raise UserError(f"{source}: --set {key}: {'.'.join(parts[:-1])} is a list; name an item's key")
-    node[parts[-1]] = parse_value(value.strip())
+    node[parts[-1]] = _from_command_line(parse_value(value.strip()))
+
+
+def _from_command_line(value: Any) -> Any:
+    """Mark the strings of a `--set` value, so a relative path in one resolves against the current directory."""
+    if isinstance(value, str):
+        return CommandLineValue(value)
+    if isinstance(value, list):
+        return [_from_command_line(v) for v in value]
+    return value
 
 
 def _list_item(items: list[Any], part: str, where: str, source: str) -> Any:

@@ -41,3 +41,13 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(autouse=True)
+def _console_defaults():
+    """Tests that run commands in-process (`--quiet`, `--json`) must not leave the console silenced for the
+    next test: reset the global console state after each test."""
+    yield
+    from llmforge.console import configure
+
+    configure(quiet=False, json_output=False)

@@ -6,9 +6,18 @@ from pathlib import Path
 
 
 def build_tiny_model(
-    out: Path, text_file: Path, *, vocab_size: int = 512, context: int = 512, seed: int = 0
+    out: Path,
+    text_file: Path,
+    *,
+    vocab_size: int = 512,
+    context: int = 512,
+    seed: int = 0,
+    bos_token: str | None = None,
 ) -> Path:
-    """Train a byte-level BPE on `text_file`, build a 2-layer d=64 LlamaForCausalLM, save both to `out`."""
+    """Train a byte-level BPE on `text_file`, build a 2-layer d=64 LlamaForCausalLM, save both to `out`.
+
+    By default BOS is EOS (GPT-2's convention, what llmforge's checkpoints declare); `bos_token` gives the
+    tokenizer a BOS of its own (id 0), as a checkpoint of an older tokenizer has."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -18,13 +27,16 @@ def build_tiny_model(
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
+        special_tokens=[bos_token, "<|endoftext|>"] if bos_token else ["<|endoftext|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     text = Path(text_file).read_text(encoding="utf-8")[:200_000]
     tok.train_from_iterator(text.splitlines(), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        bos_token=bos_token or "<|endoftext|>",
+        pad_token="<|endoftext|>",
     )
     torch.manual_seed(seed)
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
@@ -36,7 +48,7 @@ def build_tiny_model(
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=context,
-        bos_token_id=eos,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos,
         pad_token_id=eos,
         tie_word_embeddings=True,

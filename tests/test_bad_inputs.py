@@ -4,7 +4,9 @@ every runtime failure exits 1 with what to change, and no traceback appears with
 A new case is one line in CASES: (id, argv, expected exit code, a phrase of the message). `argv` may use the
 placeholders of `World` ({recipe}, {tmp}, {missing}, {dataset}, {tokenizer}, {tokens}, {checkpoint}, {shared});
 a case that needs a damaged file first names a `prepare` function (below) that builds it and returns more
-placeholders. Artifacts are built once per session and copied when a case would change them.
+placeholders. Artifacts are built once per session and copied when a case would change them: the
+factories `recipe_with`, `edited_manifest` and `damaged_file` below build the usual kinds of bad input.
+Every case runs at COLUMNS=80 (a CI log): an exit-2 message must still be exactly one `error:` line.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class Case:
     argv: list[str]
     rc: int
     phrase: str
-    prepare: Callable[[World, Path], dict[str, str]] | None = None
+    prepare: Callable[[World, Path], dict[str, str]] | None = None  # see Prepare below
 
 
 class World:
@@ -39,33 +41,34 @@ class World:
     @cached_property
     def recipe(self) -> Path:
         """A small recipe (jsonl of Shakespeare speeches, tiny tokenizer and llama) writing under root."""
+        recipe = self.root / "recipe.toml"
+        recipe.write_text(tomli_w.dumps(self.tables))
+        return recipe
+
+    @cached_property
+    def tables(self) -> dict:
+        """The recipe's tables (`recipe_with` edits a copy)."""
         speeches = (SHARED_DATA / "tinyshakespeare" / "input.txt").read_text().split("\n\n")
         source = self.root / "source.jsonl"
         source.write_text(
             "".join(json.dumps({"text": "\n\n".join(speeches[i : i + 3])}) + "\n" for i in range(0, 240, 3))
         )
-        recipe = self.root / "recipe.toml"
-        recipe.write_text(
-            tomli_w.dumps(
-                {
-                    "run": {"name": "b", "out_dir": str(self.root)},
-                    "data": {"sources": [{"name": "shakespeare", "type": "jsonl", "path": str(source)}]},
-                    "tokenizer": {"vocab_size": 300, "val_fraction": 0.2},
-                    "model": {"arch": "llama", "n_layers": 1, "d_model": 32, "n_heads": 2, "max_seq_len": 64},
-                    "train": {
-                        "seq_len": 64,
-                        "global_batch_tokens": 256,
-                        "micro_batch": 4,
-                        "max_steps": 4,
-                        "warmup_steps": 1,
-                        "eval_every": 2,
-                        "eval_tokens": 512,
-                        "checkpoint_every": 2,
-                    },
-                }
-            )
-        )
-        return recipe
+        return {
+            "run": {"name": "b", "out_dir": str(self.root)},
+            "data": {"sources": [{"name": "shakespeare", "type": "jsonl", "path": str(source)}]},
+            "tokenizer": {"vocab_size": 300, "val_fraction": 0.2},
+            "model": {"arch": "llama", "n_layers": 1, "d_model": 32, "n_heads": 2, "max_seq_len": 64},
+            "train": {
+                "seq_len": 64,
+                "global_batch_tokens": 256,
+                "micro_batch": 4,
+                "max_steps": 4,
+                "warmup_steps": 1,
+                "eval_every": 2,
+                "eval_tokens": 512,
+                "checkpoint_every": 2,
+            },
+        }
 
     def _stage(self, *argv: str) -> None:
         r = run_cli(*argv, str(self.recipe), "--quiet")
@@ -96,7 +99,11 @@ class World:
 
     def placeholders(self, argv: list[str]) -> dict[str, str]:
         """Only the artifacts a case names are built."""
-        wanted = {name for name in ("recipe", "dataset", "tokenizer", "tokens", "checkpoint") if f"{{{name}}}" in " ".join(argv)}
+        wanted = {
+            name
+            for name in ("recipe", "dataset", "tokenizer", "tokens", "checkpoint")
+            if f"{{{name}}}" in " ".join(argv)
+        }
         return {name: str(getattr(self, name)) for name in wanted}
 
 
@@ -104,6 +111,59 @@ def copy_of(src: Path, tmp: Path) -> Path:
     dst = tmp / src.name
     shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
     return dst
+
+
+Prepare = Callable[[World, Path], dict[str, str]]
+
+
+def recipe_with(edits: dict, name: str = "edited") -> Prepare:
+    """The World's recipe with `edits` merged in ({"train": {"lr": "fast"}}; None deletes a key), written
+    raw into the case's tmp dir as {edited} (or {NAME})."""
+
+    def merge(base: dict, more: dict) -> dict:
+        out = dict(base)
+        for key, value in more.items():
+            if value is None:
+                out.pop(key, None)
+            elif isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+        return out
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        path = tmp / f"{name}.toml"
+        path.write_text(tomli_w.dumps(merge(world.tables, edits)))
+        return {name: str(path)}
+
+    return prepare
+
+
+def edited_manifest(artifact: str, **changes) -> Prepare:
+    """A copy of a World artifact ("dataset", "checkpoint", ...) whose manifest.json has `changes`, as {edited}."""
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        copy = copy_of(getattr(world, artifact), tmp)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        (copy / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+        return {"edited": str(copy)}
+
+    return prepare
+
+
+def damaged_file(artifact: str, name: str, offset: int, data: bytes) -> Prepare:
+    """A copy of a World artifact with `data` written over file `name` at `offset` (same size; a negative
+    offset counts from the end), as {edited}."""
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        copy = copy_of(getattr(world, artifact), tmp)
+        target = copy / name
+        with open(target, "r+b") as f:
+            f.seek(offset if offset >= 0 else target.stat().st_size + offset)
+            f.write(data)
+        return {"edited": str(copy)}
+
+    return prepare
 
 
 # --- prepare functions: build a damaged input in the case's tmp dir, return its placeholders -------------
@@ -114,6 +174,96 @@ def empty_recipe(world: World, tmp: Path) -> dict[str, str]:
     return {"empty": str(tmp / "empty.toml")}
 
 
+def not_toml(world: World, tmp: Path) -> dict[str, str]:
+    (tmp / "edited.toml").write_text("[train]\nlr = = 3\n")
+    return {"edited": str(tmp / "edited.toml")}
+
+
+def folder_with_a_file(world: World, tmp: Path) -> dict[str, str]:
+    """A folder of the user's own (not written by llmforge) that an output must not replace."""
+    (tmp / "notes").mkdir()
+    (tmp / "notes" / "keep.txt").write_text("mine")
+    return {"folder": str(tmp / "notes")}
+
+
+def damaged_init_from(world: World, tmp: Path) -> dict[str, str]:
+    """A copy of the World's checkpoint whose weights are cut to 100 bytes, and a recipe continuing from it."""
+    checkpoint = copy_of(world.checkpoint, tmp)
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    tables = {
+        **world.tables,
+        "run": {**world.tables["run"], "out_dir": str(tmp)},
+        "model": {"init_from": str(checkpoint)},
+    }
+    (tmp / "edited.toml").write_text(tomli_w.dumps(tables))
+    return {"edited": str(tmp / "edited.toml"), "weights": str(weights)}
+
+
+def file_in_the_way(world: World, tmp: Path) -> dict[str, str]:
+    (tmp / "afile").write_text("")
+    return {}
+
+
+def data_source_file(name: str, content: Callable[[], bytes], kind: str) -> Prepare:
+    """The World's recipe with one `kind` source reading file `name` (written in the case's tmp dir), as {edited}."""
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        (tmp / name).write_bytes(content())
+        source = {"name": "bad", "type": kind, "path": str(tmp / name)}
+        tables = {
+            **world.tables,
+            "run": {**world.tables["run"], "out_dir": str(tmp)},
+            "data": {"sources": [source]},
+        }
+        (tmp / "edited.toml").write_text(tomli_w.dumps(tables))
+        return {"edited": str(tmp / "edited.toml")}
+
+    return prepare
+
+
+def truncated(compress: Callable[[bytes], bytes]) -> Callable[[], bytes]:
+    """The first half of a compressed file of JSON records."""
+    return lambda: (lambda packed: packed[: len(packed) // 2])(
+        compress(b"".join(b'{"text": "record %d"}\n' % i for i in range(2000)))
+    )
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def truncated_weights(world: World, tmp: Path) -> dict[str, str]:
+    """A copy of the World's checkpoint whose model.safetensors lost its second half, as {edited}."""
+    checkpoint = copy_of(world.checkpoint, tmp)
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return {"edited": str(checkpoint), "weights": str(weights)}
+
+
+def written_files(**files: bytes) -> Prepare:
+    """Files written under the case's tmp dir; `__` in a name stands for `/` (`piqa__valid.jsonl`)."""
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        for name, data in files.items():
+            path = tmp / name.replace("__", "/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return {}
+
+    return prepare
+
+
+# one case, one line
+# fmt: off
 CASES = [
     # plan
     Case("plan negative compute", ["plan", "--compute", "-1"], 2, "--compute -1"),
@@ -130,13 +280,85 @@ CASES = [
     Case("pretrain missing recipe", ["pretrain", "{missing}"], 2, "{missing}"),
     Case("eval compare missing", ["eval", "compare", "{missing}"], 2, "{missing}"),
     Case("eval perplexity missing", ["eval", "perplexity", "{missing}", "--tokens", "{missing}"], 2, "{missing}"),
+    Case("recipe string for a bool", ["recipe", "check", "{edited}"], 2, 'train.compile = "yes": expected true or false', recipe_with({"train": {"compile": "yes"}})),
+    Case("recipe float for an int", ["recipe", "check", "{recipe}", "--set", "train.max_steps=10.0"], 2, "train.max_steps = 10.0: expected an integer"),
+    Case("recipe string for a float", ["recipe", "check", "{edited}"], 2, 'train.lr = "3e-4": expected a number', recipe_with({"train": {"lr": "3e-4"}})),
+    Case("recipe lr inf via set", ["recipe", "check", "{recipe}", "--set", "train.lr=inf"], 2, "train.lr = inf: expected a finite number"),
+    Case("recipe nan in the file", ["recipe", "check", "{edited}"], 2, "train.lr = nan: expected a finite number", recipe_with({"train": {"lr": float("nan")}})),
+    Case("pretrain lr inf", ["pretrain", "{recipe}", "--set", "train.lr=inf"], 2, "expected a finite number"),
+    Case("recipe empty", ["recipe", "check", "{empty}"], 2, "has no tables", empty_recipe),
+    Case("data build empty recipe", ["data", "build", "{empty}"], 2, "has no tables", empty_recipe),
+    Case("recipe is a directory", ["recipe", "check", "{tmp}"], 2, "{tmp}: is a directory"),
+    Case("pretrain recipe is a directory", ["pretrain", "{tmp}"], 2, "is a directory"),
+    Case("recipe not toml", ["recipe", "check", "{edited}"], 2, "not valid TOML", not_toml),
+    Case("recipe bad set syntax", ["recipe", "check", "{recipe}", "--set", "train.lr"], 2, "expected KEY=VALUE"),
+    Case("recipe long missing path", ["recipe", "check", "{tmp}/" + "a-long-directory-name/" * 5 + "recipe.toml"], 2, "a-long-directory-name/" * 5 + "recipe.toml"),
+    Case("data relative path is the recipe's", ["data", "build", "{edited}"], 2, "{tmp}/nowhere.jsonl", recipe_with({"data": {"sources": [{"name": "s", "type": "jsonl", "path": "nowhere.jsonl"}]}})),
+    Case("cli unknown option", ["data", "build", "{recipe}", "--bogus"], 2, "No such option: --bogus"),
+    Case("cli missing argument", ["data", "build"], 2, "Missing argument 'RECIPE'"),
+    Case("cli unknown option after quiet", ["recipe", "check", "{recipe}", "--quiet", "--bogus"], 2, "No such option: --bogus"),
+    Case("inspect verify edited content hash", ["inspect", "{edited}", "--verify"], 2, "content_hash in manifest.json", edited_manifest("tokenizer", content_hash="sha256:" + "0" * 64)),
+    Case("inspect verify corrupted weights", ["inspect", "{edited}", "--verify"], 2, "model.safetensors: contents differ", damaged_file("checkpoint", "model.safetensors", -16, b"\x00" * 16)),
+    Case("inspect weights header", ["inspect", "{edited}"], 2, "model.safetensors: not a safetensors file", damaged_file("checkpoint", "model.safetensors", 0, b"\xff" * 8)),
+    Case("inspect kind edited", ["inspect", "{edited}"], 2, "manifest says kind=dataset but the layout looks like a checkpoint", edited_manifest("checkpoint", kind="dataset")),
+    Case("inspect kind edited to tokenizer", ["inspect", "{edited}"], 2, "manifest says kind=tokenizer but the layout looks like a checkpoint", edited_manifest("checkpoint", kind="tokenizer")),
+    Case("inspect unknown kind", ["inspect", "{edited}"], 2, "manifest says kind=weights, which is not an artifact kind", edited_manifest("tokenizer", kind="weights")),
+    Case("stage input kind edited", ["data", "stats", "{edited}"], 2, "manifest says kind=dataset but the layout looks like a tokenizer", edited_manifest("tokenizer", kind="dataset")),
     # --- foundation: recipe loading, CLI, inspect (add cases above this line) ---
+    Case("plan nan compute", ["plan", "--compute", "nan"], 2, "--compute nan"),
+    Case("plan unknown gpu", ["plan", "--compute", "1e21", "--gpu", "rtx9090"], 2, "unknown GPU"),
+    Case("plan mfu above one", ["plan", "--compute", "1e21", "--gpu", "h100-sxm", "--mfu", "1.5"], 2, "--mfu 1.5"),
+    Case("plan memory half a shape", ["plan", "memory", "--params", "7B", "--layers", "32"], 2, "give --hidden, --heads"),
+    Case("plan memory zero layers", ["plan", "memory", "--params", "7B", "--layers", "0", "--hidden", "4096", "--heads", "32"], 2, "--layers 0"),
+    Case("plan memory indivisible heads", ["plan", "memory", "--params", "7B", "--layers", "32", "--hidden", "4095", "--heads", "32"], 2, "not divisible"),
+    Case("plan shape zero vocab", ["plan", "shape", "--layers", "2", "--d-model", "64", "--heads", "4", "--vocab", "0"], 2, "vocab_size = 0"),
+    Case("plan parallel impossible", ["plan", "parallel", "--params", "700B", "--gpus", "1", "--gpu", "a100-40gb"], 2, "does not fit"),
+    Case("plan parallel config is a directory", ["plan", "parallel", "--params", "7B", "--gpus", "8", "--gpu", "a100-80gb", "--write-accelerate-config", "{tmp}"], 2, "must be a file"),
+    Case("plan parallel config unwritable", ["plan", "parallel", "--params", "7B", "--gpus", "8", "--gpu", "a100-80gb", "--write-accelerate-config", "/proc/llmforge/a.yaml"], 2, "cannot write"),
+    Case("plan frontier png under a file", ["plan", "frontier", "--png", "{recipe}/f.png"], 2, "is a file"),
+    Case("plan fit png is a directory", ["plan", "fit", "{recipe}", "--png", "{tmp}"], 2, "must be a file"),
+    Case("plan ladder out is a file", ["plan", "ladder", "--base", "{recipe}", "--budgets", "1e13", "--out", "{recipe}"], 2, "must be a directory"),
+    Case("plan ladder out holds other files", ["plan", "ladder", "--base", "{recipe}", "--budgets", "1e13", "--out", "{folder}"], 2, "not a ladder", folder_with_a_file),
+    Case("plan ladder negative budget", ["plan", "ladder", "--base", "{recipe}", "--budgets", "1e13,-1", "--out", "{tmp}/l"], 2, "--budgets -1"),
+    Case("plan ladder zero max epochs", ["plan", "ladder", "--base", "{recipe}", "--budgets", "1e13", "--out", "{tmp}/l", "--max-epochs", "0"], 2, "--max-epochs 0"),
     # --- plan (add cases above this line) ---
+    Case("data source key of another type", ["recipe", "check", "{recipe}", "--set", "data.sources.0.split=test"], 2, "data.sources[0] (shakespeare).split: does not apply to a 'jsonl' source (only to hf)"),
+    Case("data path for the stdlib source", ["recipe", "check", "{recipe}", "--set", "data.sources.0.type=python-stdlib"], 2, "path: does not apply to a 'python-stdlib' source"),
+    Case("data text_key for a text source", ["recipe", "check", "{recipe}", "--set", "data.sources.0.type=text", "--set", "data.sources.0.text_key=body"], 2, "text_key: does not apply to a 'text' source (only to jsonl, parquet, hf)"),
+    Case("data unknown source type", ["recipe", "check", "{recipe}", "--set", "data.sources.0.type=csv"], 2, "data.sources[0] (shakespeare).type: 'csv' is not a source type; expected one of jsonl"),
+    Case("data record without the text key", ["data", "build", "{edited}"], 2, "bad.jsonl:2: record without a string 'text' field", data_source_file("bad.jsonl", lambda: b'{"text": "ok"}\n{"body": "no text"}\n', "jsonl")),
+    Case("data corrupt gzip jsonl", ["data", "build", "{edited}"], 2, "source bad: a.jsonl.gz: unreadable or corrupt file", data_source_file("a.jsonl.gz", truncated(_gzip), "jsonl")),
+    Case("data truncated zstd text", ["data", "build", "{edited}"], 2, "source bad: a.txt.zst: unreadable or corrupt file", data_source_file("a.txt.zst", truncated(_zstd), "text")),
+    Case("data slurm without a partition", ["data", "build", "{recipe}", "--set", "data.executor=slurm"], 2, "data.slurm_partition: required"),
     # --- data (add cases above this line) ---
+    Case("tokenize vocab_size 1e9", ["tokenize", "train", "{recipe}", "--set", "tokenizer.vocab_size=1e9"], 2, "tokenizer.vocab_size = 1000000000.0: expected an integer"),
+    Case("tokenize vocab_size above the bound", ["tokenize", "train", "{recipe}", "--set", "tokenizer.vocab_size=1000000000"], 2, "tokenizer.vocab_size = 1000000000: expected a value less than or equal to 1048576"),
+    Case("tokenize min_frequency with unigram", ["tokenize", "train", "{recipe}", "--set", "tokenizer.algorithm=unigram", "--set", "tokenizer.min_frequency=3"], 2, "tokenizer.min_frequency does not apply to algorithm 'unigram'"),
+    Case("tokenize whitespace with wordpiece", ["recipe", "check", "{recipe}", "--set", "tokenizer.algorithm=wordpiece", "--set", "tokenizer.whitespace=code"], 2, "tokenizer.whitespace does not apply to algorithm 'wordpiece'"),
+    Case("inspect token id beyond the vocabulary", ["inspect", "{edited}"], 2, "token 0 has id 65535, not below the vocab_size 300", damaged_file("tokens", "train/00000.bin", 0, b"\xff\xff")),
+    Case("pretrain token id beyond the vocabulary", ["pretrain", "{recipe}", "--tokens", "{edited}", "--set", "run.out_dir={tmp}"], 2, "has id 65535, not below the vocab_size 300", damaged_file("tokens", "train/00000.bin", 0, b"\xff\xff")),
+    Case("tokenize encode unknown dataset", ["tokenize", "encode", "{recipe}", "--data", "{missing}", "--set", "run.out_dir={tmp}"], 2, "{missing}"),
     # --- tokenize (add cases above this line) ---
+    Case("pretrain model vocab_size 1e9", ["pretrain", "{recipe}", "--set", "model.vocab_size=1000000000"], 2, "model.vocab_size = 1000000000: expected a value less than or equal to 4194304"),
+    Case("pretrain model too big for this machine", ["pretrain", "{recipe}", "--tokens", "{tokens}", "--set", "run.out_dir={tmp}", "--set", "model.vocab_size=4000000", "--set", "model.d_model=8192"], 2, "GB per process for weights, gradients and AdamW state, this machine has"),
+    Case("pretrain rotary_pct with llama", ["pretrain", "{recipe}", "--set", "model.rotary_pct=0.5"], 2, "model.rotary_pct applies to arch = 'gpt-neox' only, not 'llama'"),
+    Case("pretrain rope_theta with gpt2", ["recipe", "check", "{recipe}", "--set", "model.arch=gpt2", "--set", "model.rope_theta=5e5"], 2, "model.rope_theta applies to arch = 'llama' or 'gpt-neox' only"),
+    Case("pretrain damaged init_from weights", ["pretrain", "{edited}", "--tokens", "{tokens}"], 2, "model.init_from: {weights}: header length", damaged_init_from),
+    Case("pretrain unwritable out_dir", ["pretrain", "{recipe}", "--tokens", "{tokens}", "--set", "run.out_dir={tmp}/afile"], 2, "{tmp}/afile is a file, not a directory", file_in_the_way),
     # --- pretrain (add cases above this line) ---
+    Case("eval run damaged safetensors", ["eval", "run", "{edited}", "--tasks", "piqa", "--data-dir", "{shared}"], 2, "{weights}: damaged safetensors file", truncated_weights),
+    Case("eval perplexity damaged safetensors", ["eval", "perplexity", "{edited}", "--tokens", "{tokens}"], 2, "{weights}: damaged safetensors file", truncated_weights),
+    Case("eval run piqa row missing sol2", ["eval", "run", "{checkpoint}", "--tasks", "piqa", "--data-dir", "{tmp}"], 2, "{tmp}/piqa/valid.jsonl:2: the row lacks the field 'sol2'", written_files(**{                "piqa__valid.jsonl": b'{"goal": "g", "sol1": "a", "sol2": "b"}\n{"goal": "g", "sol1": "a"}\n', "piqa__valid-labels.lst": b"0\n1\n", })),
+    Case("eval ratings not utf-8", ["eval", "ratings", "{tmp}/sheet.csv"], 2, "{tmp}/sheet.csv: not UTF-8 text", written_files(**{"sheet.csv": b"id,prompt,output,rating,comment\n1,caf\xe9,o,4,\n"})),
+    Case("eval ratings nan", ["eval", "ratings", "{tmp}/sheet.csv"], 2, "{tmp}/sheet.csv:3: rating 'nan' is not a finite number", written_files(**{"sheet.csv": b"id,prompt,output,rating,comment\n1,p,o,4,\n2,p,o,nan,\n"})),
+    Case("eval samples out is a directory", ["eval", "samples", "{checkpoint}", "--prompts", "{tmp}/prompts.txt", "--out", "{tmp}"], 2, "--out {tmp}: is a directory", written_files(**{"prompts.txt": b"To be or not\n"})),
+    Case("eval perplexity window above the context", ["eval", "perplexity", "{checkpoint}", "--tokens", "{tokens}", "--window", "100000"], 2, "--window 100000: larger than the model's context (64 tokens"),
+    Case("eval run over an existing report", ["eval", "run", "{checkpoint}", "--tasks", "piqa", "--data-dir", "{shared}", "--out", "{folder}"], 2, "--out {folder}: a report already exists; pass --force", folder_with_a_file),
+    Case("eval tasks export onto a file", ["eval", "tasks", "--data-dir", "{shared}", "--export", "{tmp}/afile"], 2, "--export {tmp}/afile: is a file", file_in_the_way),
+    Case("eval compare png is a directory", ["eval", "compare", "{missing}", "--png", "{tmp}"], 2, "--png {tmp}: is a directory"),
     # --- eval (add cases above this line) ---
 ]
+# fmt: on
 
 
 @pytest.fixture(scope="session")
@@ -167,3 +389,5 @@ def test_bad_input(world, tmp_path, case):
         assert r.stdout == ""
         (line,) = message.splitlines()  # one line, even at 80 columns
         assert line.startswith("error: "), message
+    elif case.rc == 1:  # a runtime failure still says what went wrong, after any log lines
+        assert any(line.startswith("error: ") for line in message.splitlines()), message

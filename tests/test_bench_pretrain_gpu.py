@@ -27,8 +27,21 @@ def test_gpu_benchmark_harness_runs_on_cpu():
     )
 
 
-def test_gpu_benchmark_is_skipped_without_cuda():
+def test_gpu_benchmark_is_skipped_without_cuda(monkeypatch):
+    """It used to assert only that the word "skipped" appears: check that nothing is trained, that no
+    numbers are reported, and that the reason says where to run it."""
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    assert "skipped" in run()
+    import benchmarks.bench_pretrain_gpu as bench
+
+    def must_not_train(*_args, **_kwargs):
+        raise AssertionError("the benchmark trained without a GPU")
+
+    monkeypatch.setattr(bench, "_trainer", must_not_train)
+    monkeypatch.setattr(bench, "_hand_loop", must_not_train)
+    result = run()
+    assert set(result) == {"skipped"}
+    assert (
+        "no CUDA device" in result["skipped"] and "python -m benchmarks.run pretrain_gpu" in result["skipped"]
+    )

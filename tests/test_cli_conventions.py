@@ -1,11 +1,13 @@
-"""CLI conventions (DESIGN.md §4) across every command: `--help` with a runnable example, light start-up
-(no torch & co. for help or `plan`), and `--json` meaning that stdout carries one JSON document only."""
+"""CLI conventions (DESIGN.md §4) across every command: `--help` with an example that parses against the
+real CLI, light start-up (no torch & co. for help or `plan`), and `--json` meaning that stdout carries one
+JSON document only. (tests/test_documented_commands.py runs the cheap examples.)"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +100,58 @@ def test_help_exits_0_and_shows_an_example(helps, path):
         assert EXAMPLE.search(run["stdout"]), (
             f"`llmforge {' '.join(path)} --help` shows no example:\n" + run["stdout"]
         )
+
+
+def _examples(cmd) -> list[list[str]]:
+    """The example command lines in a command's help text, as argv (without the leading `llmforge`),
+    cut at a shell comment or operator."""
+    text = "\n".join(filter(None, [cmd.help, cmd.epilog])).replace("\\\n", " ")
+    found = []
+    for line in text.splitlines():
+        if EXAMPLE.match(line):
+            command = re.split(r"\s(?:#|&&|\|\|?|;|>>?|<)\s?", line.split("llmforge", 1)[1])[0]
+            found.append(shlex.split(command))
+    return found
+
+
+def _parse_example(argv: list[str]) -> tuple[tuple[str, ...], str | None]:
+    """(the command path an example addresses, the usage error it raises or None): subcommand names are
+    followed down the tree, the rest is parsed by that command as the real CLI would."""
+    cmd = typer.main.get_command(llmforge.cli.app)
+    path: list[str] = []
+    while argv and argv[0] in getattr(cmd, "commands", {}):
+        cmd = cmd.commands[argv[0]]
+        path.append(argv.pop(0))
+    try:
+        ctx = cmd.make_context(" ".join(["llmforge", *path]), list(argv))
+        rest = [*getattr(ctx, "protected_args", []), *ctx.args]
+        if hasattr(cmd, "commands") and rest:  # a group: the next word must name a subcommand
+            cmd.resolve_command(ctx, rest)
+    except Exception as e:  # noqa: BLE001 - click's UsageError family: unknown option, extra argument, ...
+        return tuple(path), f"{type(e).__name__}: {e}"
+    return tuple(path), None
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if _acts(p)], ids=lambda p: " ".join(p) or "llmforge")
+def test_help_examples_address_the_command_and_parse(path):
+    """Each example in `--help` names this command (or another real one) and its options and arguments
+    parse: a renamed option or a subcommand that does not exist fails here."""
+    cmd = typer.main.get_command(llmforge.cli.app)
+    for name in path:
+        cmd = cmd.commands[name]
+    examples = _examples(cmd)
+    assert examples, f"`llmforge {' '.join(path)} --help` shows no example"
+    parsed = [_parse_example(list(argv)) for argv in examples]
+    assert path in [where for where, _ in parsed], f"no example runs `llmforge {' '.join(path)}`: {examples}"
+    for argv, (_, problem) in zip(examples, parsed, strict=True):
+        assert problem is None, f"`llmforge {shlex.join(argv)}` (in `{' '.join(path)} --help`): {problem}"
+
+
+def test_an_example_with_an_unknown_option_or_command_fails_to_parse():
+    assert _parse_example(["data", "build", "r.toml", "--wrkers", "2"])[1].startswith("NoSuchOption")
+    assert _parse_example(["data", "biuld", "r.toml"])[1] is not None
+    assert _parse_example(["data", "stats", "a", "b"])[1] is not None  # one argument too many
+    assert _parse_example(["data", "stats", "runs/x/dataset"]) == (("data", "stats"), None)
 
 
 def test_help_imports_no_heavy_library(helps):

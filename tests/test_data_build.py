@@ -76,8 +76,8 @@ def test_planted_exact_and_near_duplicates_are_removed(tmp_path, cli):
     )
     assert len(steps["01.minhash"]["examples"]["minhash"]) == 3
     shown = cli("data", "stats", str(out))
-    assert shown.returncode == 0 and "removed documents" in shown.stderr, shown.stderr
-    assert exact_examples[0]["id"] in shown.stderr
+    assert shown.returncode == 0 and "removed documents" in shown.stdout, shown.stderr
+    assert exact_examples[0]["id"] in shown.stdout
     assert report["minhash_jaccard_threshold"]["01.minhash"] == pytest.approx((1 / 14) ** (1 / 8), abs=1e-3)
     assert read_manifest(out)["kind"] == "dataset"
     assert (out / "funnel.png").stat().st_size > 1000
@@ -218,6 +218,24 @@ def test_stdlib_build_then_stats_and_sample(tmp_path, cli):
     assert sample.returncode == 0, sample.stderr
     docs = json.loads(sample.stdout)
     assert len(docs) == 3 and all(d["text"] in texts for d in docs)
+
+
+def test_data_sample_and_result_tables_go_to_stdout(tmp_path, cli):
+    """`llmforge data sample … | head` showed nothing: the samples and tables were printed on stderr."""
+    write_jsonl(
+        tmp_path / "s.jsonl", [{"text": f"sample document number {i}", "id": f"d{i}"} for i in range(5)]
+    )
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"""[run]\nname = "o"\nout_dir = "{tmp_path}"\n
+[[data.sources]]\nname = "s"\ntype = "jsonl"\npath = "{tmp_path / "s.jsonl"}"\n""")
+    built = cli("data", "build", str(recipe), "--quiet")
+    assert built.returncode == 0 and "docs out" in built.stdout and "docs out" not in built.stderr
+    dataset = str(tmp_path / "o" / "dataset")
+    sample = cli("data", "sample", dataset, "-n", "2", "--quiet")
+    assert sample.returncode == 0 and sample.stdout.count("sample document number") == 2, sample.stderr
+    assert "sample document" not in sample.stderr
+    stats = cli("data", "stats", dataset)
+    assert "chars p10" in stats.stdout and "chars p10" not in stats.stderr
 
 
 def test_parquet_text_folder_and_warc_sources(tmp_path, shared_data):

@@ -65,3 +65,64 @@ def test_fast_minhash_shingles_match_datatrove_on_prose(shared_data, tmp_path):
     same = sum(np.array_equal(ours.get_shingles(d), theirs.get_shingles(d)) for d in docs)
     assert same >= 95  # spaCy also splits a few English contractions ("gotta" → "got ta")
     assert ours.get_shingles("too short").shape == (0, 1)
+
+
+class _CountingUpper(PipelineStep):
+    """Upper-cases text, drops documents containing "drop", counts its `run` calls and numbers the documents
+    it sees (state that a per-document re-entry would reset)."""
+
+    name = "upper"
+
+    def __init__(self):
+        super().__init__()
+        self.runs = 0
+
+    def run(self, data, rank=0, world_size=1):
+        self.runs += 1
+        for i, doc in enumerate(data):
+            if "drop" in doc.text:
+                continue
+            doc.text = f"{doc.text.upper()} #{i}"
+            yield doc
+
+
+def _mixed_docs():
+    texts = ["a one", "b two", "a drop", "b three", "b four", "a five", "a six", "b drop"]
+    return [Document(text=t, id=str(i), metadata={"source": t.split()[0]}) for i, t in enumerate(texts)]
+
+
+def test_scoped_step_enters_run_once_and_matches_unscoped_on_in_scope_docs():
+    scoped_step = _CountingUpper()
+    out = list(Metered(scoped_step, "00.upper", only=["a"]).run(iter(_mixed_docs())))
+    assert scoped_step.runs == 1
+    unscoped = list(
+        Metered(_CountingUpper(), "00.upper").run(
+            iter(d for d in _mixed_docs() if d.metadata["source"] == "a")
+        )
+    )
+    assert [d.text for d in out if d.metadata["source"] == "a"] == [d.text for d in unscoped]
+    # the other source passes by untouched, and the input order holds
+    assert [d.text for d in out] == [
+        "A ONE #0",
+        "b two",
+        "b three",
+        "b four",
+        "A FIVE #2",
+        "A SIX #3",
+        "b drop",
+    ]
+
+
+def test_scoped_step_error_reaches_the_caller():
+    class Broken(PipelineStep):
+        name = "broken"
+
+        def run(self, data, rank=0, world_size=1):
+            for doc in data:
+                raise ValueError(f"cannot handle {doc.id}")
+                yield doc
+
+    import pytest
+
+    with pytest.raises(ValueError, match="cannot handle 0"):
+        list(Metered(Broken(), "00.broken", only=["a"]).run(iter(_mixed_docs())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,12 @@ def planted_corpus(path: Path) -> Path:
     return path
 
 
-def test_two_workers_build_the_same_dataset_as_one(tmp_path):
+def test_two_workers_build_the_same_dataset_as_one(tmp_path, monkeypatch):
     """Same ids and texts: sharding, per-source steps, dedup (the kept copy is chosen by id) and the mixture
     coin (seeded by id) do not depend on the task count."""
+    import llmforge.data.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "MIN_BYTES_PER_WORKER", 1)  # a real pool of 2 forked workers
     src = planted_corpus(tmp_path / "src")
     table = {
         "sources": [
@@ -51,7 +55,7 @@ def test_two_workers_build_the_same_dataset_as_one(tmp_path):
     }
     one_report, one = build(table | {"workers": 1}, tmp_path / "one")
     two_report, two = build(table | {"workers": 2}, tmp_path / "two")
-    assert two_report["tasks"] == 2 and one_report["tasks"] == 1
+    assert two_report["tasks"] == 2 and two_report["workers"] == 2 and one_report["tasks"] == 1
     assert one == two
     exact = one_report["steps"][2]
     assert exact["docs_in"] - exact["docs_out"] == 5  # the planted exact copies
@@ -81,3 +85,119 @@ def test_hf_source_from_save_to_disk_and_local_json(tmp_path):
 
     with pytest.raises(UserError, match="source saved"):
         build({"sources": [{**sources[0], "split": "test", "path": str(tmp_path / "nope")}]}, tmp_path / "r2")
+
+
+def test_workers_on_a_few_mb_of_input_run_as_one_and_build_the_same_shards(tmp_path):
+    """--workers 2 was slower than 1 on the demo corpus: every stage started a pool (and spawned workers that
+    re-imported spaCy and datatrove). Below MIN_BYTES_PER_WORKER of input per worker, the extra workers are
+    not started; the task count, hence the dataset, stays what `workers` asked for."""
+    from llmforge.data.pipeline import MIN_BYTES_PER_WORKER, local_workers
+
+    src = planted_corpus(tmp_path / "src")
+    report, docs = build(
+        {"sources": [{"name": "web", "type": "jsonl", "path": str(src)}], "workers": 2}, tmp_path / "r"
+    )
+    assert report["workers"] == 1 and report["workers_requested"] == 2 and report["tasks"] == 2
+    assert len(docs) == 55
+    assert local_workers(4, 3 * MIN_BYTES_PER_WORKER) == 3 and local_workers(4, None) == 4
+    assert local_workers(2, 1000) == 1
+
+
+# ---------------------------------------------------------------- Slurm, with sbatch faked (no cluster here)
+
+
+class FakeSlurm:
+    """Stands in for `sbatch`: records each job script; `run_jobs` then does what Slurm would do with it,
+    running the pickled datatrove executor once per array index (as `launch_pickled_pipeline` does)."""
+
+    def __init__(self, run_at_submit: bool = False):
+        self.scripts: list[str] = []
+        self.run_at_submit = run_at_submit
+
+    def launch(self, script: str, job_id_retriever, *args) -> str:
+        self.scripts.append(script)
+        if self.run_at_submit:
+            self._run(script)
+        return str(100 + len(self.scripts))
+
+    @property
+    def stage_scripts(self) -> list[str]:
+        return [s for s in self.scripts if "launch_pickled_pipeline" in s]
+
+    def run_jobs(self) -> None:
+        for script in self.stage_scripts:
+            self._run(script)
+
+    def _run(self, script: str) -> None:
+        import os
+        import re
+
+        import dill
+
+        if "launch_pickled_pipeline" not in script:
+            return  # datatrove's stats-merging job: not needed here
+        pickled = re.search(r"launch_pickled_pipeline (\S+)", script).group(1)
+        size = int(re.search(r"--array=0-(\d+)", script).group(1)) + 1
+        for index in range(size):
+            os.environ.update(SLURM_ARRAY_TASK_ID=str(index), SLURM_NODELIST="localhost")
+            try:
+                with open(pickled, "rb") as f:
+                    dill.load(f).run()
+            finally:
+                del os.environ["SLURM_ARRAY_TASK_ID"], os.environ["SLURM_NODELIST"]
+
+
+def slurm_table(src: Path, **extra) -> dict:
+    return {
+        "sources": [{"name": "web", "type": "jsonl", "path": str(src)}],
+        "steps": [{"type": "whitespace"}, {"type": "exact_dedup"}],
+        "tasks": 2,
+        "executor": "slurm",
+        "slurm_partition": "debug",
+        **extra,
+    }
+
+
+def test_slurm_submits_then_a_rerun_assembles_the_dataset(tmp_path, monkeypatch):
+    """The executor used to raise "submitted" even when every task was done, so no run ever assembled the
+    dataset; and `workers` (default 1) became the array limit %1, one task at a time."""
+    import datatrove.executor.slurm as slurm
+
+    from llmforge.data.pipeline import SlurmSubmitted
+
+    fake = FakeSlurm()
+    monkeypatch.setattr(slurm, "launch_slurm_job", fake.launch)
+    monkeypatch.setattr(slurm, "expand_slurm_nodelist", lambda nodes: [nodes])  # `scontrol` is not here
+    src = planted_corpus(tmp_path / "src")
+    with pytest.raises(SlurmSubmitted, match="run the same command again"):
+        build(slurm_table(src), tmp_path / "run")
+    assert len(fake.stage_scripts) == 3  # pass 1, the dedup's find stage, pass 2
+    assert all(re.search(r"--array=0-\d+\n", s) for s in fake.stage_scripts)  # no %N limit
+    assert not (tmp_path / "run" / "dataset").exists()
+
+    fake.run_jobs()  # the cluster runs them
+    submitted = len(fake.scripts)
+    report, docs = build(slurm_table(src), tmp_path / "run")
+    assert len(fake.scripts) == submitted  # nothing resubmitted: every task had its completion marker
+    assert report["executor"] == "slurm" and len(docs) == 50  # 55 minus the 5 exact copies
+    _, local = build({**slurm_table(src), "executor": "local"}, tmp_path / "local")
+    assert docs == local
+
+
+def test_slurm_wait_assembles_in_one_command_and_names_unfinished_work(tmp_path, monkeypatch):
+    import datatrove.executor.slurm as slurm
+
+    import llmforge.data.pipeline as pipeline
+
+    fake = FakeSlurm(run_at_submit=True)
+    monkeypatch.setattr(slurm, "launch_slurm_job", fake.launch)
+    monkeypatch.setattr(slurm, "expand_slurm_nodelist", lambda nodes: [nodes])  # `scontrol` is not here
+    monkeypatch.setattr(pipeline, "slurm_jobs_pending", lambda ids: False)
+    src = planted_corpus(tmp_path / "src")
+    report, docs = build(slurm_table(src, slurm_wait=True, slurm_max_parallel=4), tmp_path / "run")
+    assert len(docs) == 50
+    assert all("--array=0-1%4" in s or "--array=0-0%4" in s for s in fake.stage_scripts)
+
+    fake.run_at_submit = False  # jobs that end without finishing their tasks
+    with pytest.raises(RuntimeError, match="ended but pass 1.*run the same command again"):
+        build(slurm_table(src, slurm_wait=True), tmp_path / "again")

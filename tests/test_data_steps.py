@@ -129,3 +129,68 @@ def test_unknown_blocklist_path_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="does not exist"):
         BlocklistFilter(path=str(tmp_path / "nope.txt"))
+
+
+def test_short_eval_answer_no_longer_removes_a_document_but_a_planted_13gram_does(tmp_path, shared_data):
+    """TruthfulQA's answers of 3-12 words ("I have no comment") used to be matched as whole phrases."""
+    from tests_data_helpers import build
+
+    truthfulqa = shared_data / "truthfulqa" / "TruthfulQA.csv"
+    question = next(
+        r["Question"]
+        for r in __import__("csv").DictReader(truthfulqa.open())
+        if len(r["Question"].split()) >= 13
+    )
+    records = [
+        {
+            "id": "ordinary",
+            "text": "Asked about the merger, the spokesman said: I have no comment at this time.",
+        },
+        {"id": "leaked", "text": "Quiz night! " + " ".join(question.split()[:13]) + " Answers below."},
+        {"id": "clean", "text": "A note about gardening in the spring, with nothing from any benchmark."},
+    ]
+    src = tmp_path / "web.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    step = {"type": "decontaminate", "eval_files": [str(truthfulqa)]}
+    report, docs = build(
+        tmp_path, {"sources": [{"name": "web", "type": "jsonl", "path": str(src)}], "steps": [step]}
+    )
+    assert sorted(docs) == ["clean", "ordinary"]
+    entry = report["steps"][0]
+    assert entry["dropped"] == {"eval_ngram_overlap": 1}
+    ((item, count),) = entry["matches_per_eval_item"].items()
+    assert item.startswith("TruthfulQA.csv:") and count == 1
+    assert entry["other"]["eval_texts_too_short"] > 100  # the short answers, skipped by the 13-gram rule
+
+    # the old behaviour, on request: short items from `min_words` words up are matched whole
+    strict = Decontaminate([str(truthfulqa)], min_words=4)
+    assert strict.filter(doc(records[0]["text"])) == (False, "eval_ngram_overlap")
+
+
+def test_html_to_text_keeps_a_long_article_trafilatura_dedup_dropped(tmp_path, shared_data):
+    """datatrove's Trafilatura step deduplicates across the pages of a task: the 4th copy of a 2,370-word
+    article (a mirror, a re-crawl) came out with 70 words. Now it is kept whole, and dropped pages are named."""
+    from tests_data_helpers import build
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    root = shared_data / "article_extraction" / "html"
+    article = root / "16c30add7e96315e9cc957d85aa876ccb6b70055f0ddab51547a586117cc1f56.html.gz"
+    for k in range(4):
+        (pages / f"copy{k}.html.gz").write_bytes(article.read_bytes())
+    for page in sorted(root.glob("*.html.gz"))[:3]:
+        (pages / page.name).write_bytes(page.read_bytes())
+    (pages / "empty.html").write_text("<html><head><script>var a = 1;</script></head><body></body></html>")
+    table = {
+        "sources": [{"name": "pages", "type": "html", "path": str(pages)}],
+        "steps": [{"type": "html_to_text", "timeout": 30}],
+    }
+    report, docs = build(tmp_path, table)
+    copies = [t for i, t in docs.items() if "copy" in i]
+    assert len(copies) == 4 and all(len(t.split()) > 2000 for t in copies)
+    assert len(docs) == 7 and all("<div" not in t for t in docs.values())
+    step = report["steps"][0]
+    assert step["dropped"] == {"no_text_extracted": 1}
+    assert step["dropped_ids"] == [{"id": "empty.html", "reason": "no_text_extracted", "source": "pages"}]
+    sample = (tmp_path / "run" / "dataset" / "dropped" / "00.html_to_text.jsonl").read_text()
+    assert json.loads(sample)["text"].startswith("<html><head><script>")

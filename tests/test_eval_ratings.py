@@ -59,25 +59,98 @@ def test_ratings_reject_non_numbers(cli, tmp_path):
     assert r.returncode == 2 and "is not a number" in r.stderr
 
 
-def test_samples_writes_a_review_sheet(cli, tmp_path, shared_data):
-    model = build_tiny_model(tmp_path / "model", shared_data / "tinyshakespeare" / "input.txt")
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_non_finite_ratings_are_refused_naming_the_row(cli, tmp_path, value):
+    sheet = _sheet(tmp_path / "a.csv", [4, value, 5])
+    r = cli("eval", "ratings", str(sheet))
+    assert r.returncode == 2, r.stderr
+    assert f"{sheet}:3: rating '{value}' is not a finite number" in r.stderr
+
+
+def test_a_sheet_that_is_not_utf8_exits_2_naming_it(cli, tmp_path):
+    sheet = tmp_path / "latin1.csv"
+    sheet.write_bytes("id,prompt,output,rating,comment\n1,caf\xe9,o,4,tr\xe8s bien\n".encode("latin-1"))
+    r = cli("eval", "ratings", str(sheet))
+    assert r.returncode == 2, r.stderr
+    assert f"{sheet}: not UTF-8 text" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_sheet_saved_with_a_byte_order_mark_reads(cli, tmp_path):
+    sheet = tmp_path / "excel.csv"
+    sheet.write_bytes(b"\xef\xbb\xbf" + b"id,prompt,output,rating,comment\n1,p,o,4,\n")
+    r = cli("eval", "ratings", str(sheet), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["mean"] == 4
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, shared_data):
+    return build_tiny_model(
+        tmp_path_factory.mktemp("samples") / "model", shared_data / "tinyshakespeare" / "input.txt"
+    )
+
+
+def test_samples_writes_a_review_sheet(cli, tmp_path, model_dir):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "To be or not"}\n{"prompt": "The king said"}\n')
-    r = cli(
+    args = [
         "eval",
         "samples",
-        str(model),
+        str(model_dir),
         "--prompts",
         str(prompts),
-        "--out",
-        str(tmp_path / "sheet.csv"),
         "--max-new-tokens",
         "5",
         "--device",
         "cpu",
-    )
+    ]
+    r = cli(*args, "--out", str(tmp_path / "sheet.csv"))
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "sheet.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [row["prompt"] for row in rows] == ["To be or not", "The king said"]
     assert all(row["output"] and row["rating"] == "" for row in rows)
+
+    again = cli(*args, "--out", str(tmp_path / "sheet.csv"))  # the sheet may hold ratings by now
+    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+
+
+def test_samples_out_pointing_at_a_directory_exits_2_before_generating(cli, tmp_path, model_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("To be or not\n")
+    r = cli("eval", "samples", str(model_dir), "--prompts", str(prompts), "--out", str(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert f"--out {tmp_path}: is a directory" in r.stderr
+
+
+PROMPTS = ["To be", "The king said unto the fool that", "O", "Now is the winter of our discontent, made"]
+
+
+def _generate_with_counted_forwards(model_dir, batch_size):
+    """Greedy completions, and the number of new tokens each forward pass was given."""
+    from llmforge.eval.checkpoint import load
+    from llmforge.eval.samples import generate
+
+    model, tokenizer = load(model_dir, "cpu")
+    model.config.use_cache = False  # what pretrain wrote into checkpoints before it was fixed
+    model.generation_config.use_cache = False
+    widths = []
+    forward = model.forward
+
+    def counted(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[1])
+        return forward(*args, **kwargs)
+
+    model.forward = counted
+    out = generate(
+        model, tokenizer, PROMPTS, max_new_tokens=6, temperature=0.0, seed=0, batch_size=batch_size
+    )
+    return out, widths
+
+
+def test_batched_samples_match_one_prompt_at_a_time_and_use_the_kv_cache(model_dir):
+    batched, widths = _generate_with_counted_forwards(model_dir, batch_size=4)
+    alone, _ = _generate_with_counted_forwards(model_dir, batch_size=1)
+    assert batched == alone  # left padding changes no prompt's completion
+    assert len(widths) <= 6  # one batch: a prompt pass, then one pass per new token
+    assert widths[1:] == [1] * (len(widths) - 1)  # the KV cache holds the prefix, whatever the config says

@@ -150,3 +150,47 @@ def test_missing_or_mismatched_files(tmp_path, shared_data):
     (tmp_path / "piqa" / "valid-labels.lst").write_text("0\n1\n")
     with pytest.raises(UserError, match="2 labels for 200 questions"):
         tasks.task_rows("piqa", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("task", "drop", "line"),
+    [
+        ("hellaswag", "endings", 2),
+        ("winogrande", "option2", 1),
+        ("boolq", "passage", 2),
+        ("arc_easy", "answerKey", 1),
+    ],
+)
+def test_a_row_missing_a_field_names_the_file_row_and_field(public_files, task, drop, line):
+    path = public_files / tasks.OFFLINE_TASKS[task].files
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    del rows[line - 1][drop]
+    _jsonl(path, rows)
+    with pytest.raises(
+        UserError, match=rf"^{path}:{line}: the row lacks the field '{drop}' \(fields present: "
+    ):
+        tasks.task_rows(task, public_files)
+
+
+def test_piqa_row_missing_sol2_and_a_bad_label(tmp_path):
+    _jsonl(
+        tmp_path / "piqa" / "valid.jsonl",
+        [{"goal": "g", "sol1": "a", "sol2": "b"}, {"goal": "g", "sol1": "a"}],
+    )
+    (tmp_path / "piqa" / "valid-labels.lst").write_text("0\n1\n")
+    with pytest.raises(UserError, match=r"valid.jsonl:2: the row lacks the field 'sol2'"):
+        tasks.task_rows("piqa", tmp_path)
+    _jsonl(tmp_path / "piqa" / "valid.jsonl", [{"goal": "g", "sol1": "a", "sol2": "b"}] * 2)
+    (tmp_path / "piqa" / "valid-labels.lst").write_text("0\none\n")
+    with pytest.raises(UserError, match=r"valid-labels.lst:2: label 'one' is not an integer"):
+        tasks.task_rows("piqa", tmp_path)
+
+
+def test_a_csv_row_cut_short_and_a_file_not_in_utf8(public_files):
+    path = public_files / "storycloze" / "cloze_test_val__spring2016.csv"
+    path.write_text(path.read_text().splitlines()[0] + "\ns1,Ann woke.,She ate.\n")
+    with pytest.raises(UserError, match=rf"^{path}:2: the row lacks the field 'InputSentence3'"):
+        tasks.task_rows("storycloze", public_files)
+    path.write_bytes(b"InputStoryid\ncaf\xe9\n")
+    with pytest.raises(UserError, match=rf"^{path}: not UTF-8 text"):
+        tasks.task_rows("storycloze", public_files)

@@ -206,20 +206,25 @@ def test_perplexity_falls_and_agrees_with_training(pipeline):
 
     run = pipeline["run"]
     index = json.loads((run / "tokens" / "index.json").read_text())
-    assert final["tokens"] == index["splits"]["val"]["tokens"] - 1  # the first token has no context
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(run / "tokenizer" / "tokenizer.json"))
     val_docs = _split_documents(run / "tokens", "val", index["eos_id"])
-    assert final["bytes"] == sum(len(tok.decode(d[:-1].tolist()).encode()) for d in val_docs)
+    # every token is a target but the first (no context) and the EOS ending each document (no bytes)
+    assert final["tokens"] == index["splits"]["val"]["tokens"] - 1 - len(val_docs)
+    first = len(tok.decode(val_docs[0][:1].tolist()).encode())
+    assert final["bytes"] == sum(len(tok.decode(d[:-1].tolist()).encode()) for d in val_docs) - first
 
 
 def test_compare_reports_the_improvement(pipeline):
     early, final = pipeline["perplexity"]
     cmp = pipeline["compare"]
-    assert cmp["models"] == ["step-000020", "step-000040"]
+    assert cmp["models"] == ["e2e/step-000020", "e2e/step-000040"]  # run/step
     row = next(r for r in cmp["rows"] if r["metric"] == "perplexity")
-    assert row["values"] == {"step-000020": early["perplexity,none"], "step-000040": final["perplexity,none"]}
+    assert row["values"] == {
+        "e2e/step-000020": early["perplexity,none"],
+        "e2e/step-000040": final["perplexity,none"],
+    }
     assert (
         row["delta"] == pytest.approx(final["perplexity,none"] - early["perplexity,none"])
         and row["delta"] < 0

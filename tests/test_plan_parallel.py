@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from conftest import REPO
 
 from llmforge.console import UserError
 from llmforge.plan.hardware import gpu
@@ -69,7 +72,6 @@ def test_accelerate_accepts_the_config(tmp_path, params, gpus, fsdp):
     assert bool(args.use_fsdp) is fsdp and bool(args.multi_gpu) is not fsdp
     if fsdp:
         assert args.fsdp_version == "2" or args.fsdp_version == 2
-        assert args.fsdp_transformer_layer_cls_to_wrap == "LlamaDecoderLayer"
         assert str(args.fsdp_reshard_after_forward).lower() == "false"  # ZeRO-2
 
 
@@ -81,3 +83,83 @@ def test_multi_node_config_needs_the_main_address(tmp_path):
     path.write_text(accelerate_config(plan, gpus_per_node=8, main_process_ip="10.0.0.1"))
     args = _launch_args(path)
     assert args.num_machines == 2 and args.main_process_ip == "10.0.0.1"
+
+
+def _launcher_env(path) -> dict[str, str]:
+    """The environment `accelerate launch --config_file PATH` hands to each process."""
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    return prepare_multi_gpu_env(_launch_args(path))
+
+
+# Every FSDP layout the planner can pick, with its (params, GPUs, GPU).
+LAYOUTS = {
+    "DDP": (1e8, 8, "a100-80gb"),
+    "ZeRO-2": (7e9, 8, "a100-80gb"),
+    "ZeRO-3": (7e9, 64, "a100-40gb"),
+    "ZeRO-3 + checkpointing": (70e9, 64, "h100-sxm"),
+}
+# What `llmforge pretrain` reads from the launcher (pretrain/launch.py) besides the process topology.
+PRETRAIN_READS = {
+    "ACCELERATE_MIXED_PRECISION",
+    "ACCELERATE_USE_FSDP",
+    "FSDP_VERSION",
+    "FSDP_RESHARD_AFTER_FORWARD",
+    "FSDP_OFFLOAD_PARAMS",
+    "FSDP_ACTIVATION_CHECKPOINTING",
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_accelerate_config_sets_nothing_pretrain_does_not_read(tmp_path, layout):
+    """The config once asked for SHARDED_STATE_DICT and cpu_ram_efficient_loading, which pretrain never
+    honours: every launcher variable it sets must be one pretrain reads, or keep accelerate's default."""
+    params, gpus, name = LAYOUTS[layout]
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(accelerate_config(_plan(params, gpus, name), gpus_per_node=8, main_process_ip="10.0.0.1"))
+    fsdp = layout != "DDP"
+    minimal = tmp_path / "minimal.yaml"
+    minimal.write_text(
+        f"distributed_type: {'FSDP' if fsdp else 'MULTI_GPU'}\nnum_processes: {gpus}\nnum_machines: 1\n"
+        + ("fsdp_config:\n  fsdp_version: 2\n" if fsdp else "")
+    )
+    ours, default = _launcher_env(path), _launcher_env(minimal)
+    launcher_keys = {k for k in ours.keys() | default.keys() if k.startswith(("ACCELERATE_", "FSDP_"))}
+    differ = {k for k in launcher_keys - PRETRAIN_READS if ours.get(k) != default.get(k)}
+    assert not differ, {k: ours.get(k) for k in differ}
+    assert "FSDP_STATE_DICT_TYPE" not in ours and "FSDP_TRANSFORMER_CLS_TO_WRAP" not in ours
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_written_config_passes_pretrain_launcher_check_with_printed_recipe_set(tmp_path, cli, layout):
+    """`plan parallel --write-accelerate-config F --json` prints `recipe_set`; the tiny recipe with those
+    overrides, launched with F, passes pretrain's launcher check, and without them it does not (unless the
+    recipe already agrees)."""
+    from llmforge.pretrain.launch import check_launcher, launcher_settings
+    from llmforge.recipe import load_recipe
+
+    params, gpus, name = LAYOUTS[layout]
+    path = tmp_path / "accelerate.yaml"
+    r = cli(
+        "plan", "parallel", "--params", str(params), "--gpus", str(gpus), "--gpu", name,
+        "--main-process-ip", "10.0.0.1", "--write-accelerate-config", str(path), "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    recipe_set = json.loads(r.stdout)["recipe_set"]
+    env = _launcher_env(path)
+    assert launcher_settings(env)  # the config does ask for something
+    tiny = REPO / "recipes" / "tiny.toml"
+    check_launcher(load_recipe(tiny, recipe_set).train, env)
+    wanted = launcher_settings(env)
+    if any(
+        str(v).lower() != str(getattr_dotted(load_recipe(tiny).train, k)).lower() for k, v in wanted.items()
+    ):
+        with pytest.raises(UserError, match="does not match the recipe"):
+            check_launcher(load_recipe(tiny).train, env)
+
+
+def getattr_dotted(train, key: str):
+    value = train
+    for part in key.split(".")[1:]:
+        value = getattr(value, part)
+    return value

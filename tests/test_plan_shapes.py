@@ -62,14 +62,43 @@ def test_counts_match_transformers(arch, kw, config, tied):
     assert param_counts(shape)["total"] == sum(p.numel() for p in model.parameters())
 
 
-def test_flops_per_token_palm_appendix_b():
-    shape = Shape("llama", 32, 4096, 32, 32000, 2048, False)
-    counts = param_counts(shape)
+def test_flops_per_token_match_a_hand_count():
+    """2 layers × d 64, FFN 176, vocab 1000, seq 128, untied, counted by hand: per layer q,k,v,o 4·64·64 =
+    16,384 and gate/up/down 3·64·176 = 33,792 weights, 2·64 norm weights; the output head 64,000 and the final
+    norm 64. 6·N_matmul = 6·(2·50,304 + 64,000 + 64) = 988,032; attention 12·L·S·d = 12·2·128·64 = 196,608."""
+    shape = Shape("llama", 2, 64, 4, 1000, 128, False, ffn_dim=176)
     f = flops_per_token(shape)
-    assert f["dense"] == 6 * (counts["non_embedding"] + 32000 * 4096)
-    assert f["attention"] == 12 * 32 * 2048 * 4096
-    assert f["train"] == f["dense"] + f["attention"]
-    assert describe(shape)["flops_per_token"] == f["train"]
+    assert (f["dense"], f["attention"], f["train"]) == (988_032, 196_608, 1_184_640)
+    assert describe(shape)["flops_per_token"] == 1_184_640
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt-neox"])
+def test_flops_per_token_match_torch_flop_counter(arch):
+    """Against the FLOPs torch counts in one forward + backward of the real Hugging Face model (eager
+    attention, so QKᵀ and AV are matmuls). The counter skips norm and bias weights, which 6·N counts as PaLM
+    does: they are well under 1% of a model's FLOPs."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shape = Shape(arch, 2, 64, 4, 1000, 128, False)
+    common = {"vocab_size": 1000, "tie_word_embeddings": False}
+    cfg = {
+        "llama": lambda: transformers.LlamaConfig(
+            hidden_size=64, intermediate_size=shape.ffn, num_hidden_layers=2, num_attention_heads=4, **common
+        ),
+        "gpt2": lambda: transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common),
+        "gpt-neox": lambda: transformers.GPTNeoXConfig(
+            hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, **common
+        ),
+    }[arch]()
+    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+    ids = torch.randint(0, 1000, (2, 128))
+    with FlopCounterMode(display=False) as counter:
+        model(ids, labels=ids).loss.backward()
+    measured = counter.get_total_flops() / ids.numel()
+    assert measured == pytest.approx(flops_per_token(shape)["train"], rel=0.01)
+    assert measured < flops_per_token(shape)["train"]  # only the norm/bias weights are missing
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,38 @@ def test_accelerate_launch_with_a_plan_parallel_config(single, cli):
     launcher = json.loads((root / "launched" / "environment.json").read_text())["launcher"]
     assert launcher["WORLD_SIZE"] == "2" and launcher["ACCELERATE_MIXED_PRECISION"] == "bf16"
     assert launcher["ACCELERATE_USE_FSDP"] == "true"  # as launched, before llmforge took FSDP over
+
+
+@pytest.mark.slow
+def test_fsdp_eval_with_uneven_windows_does_not_hang_and_matches_one_process(tmp_path):
+    """9 eval windows over 2 ranks × micro-batch 4: rank 0 made 2 forward passes and rank 1 one, so rank 0
+    waited forever in FSDP's all-gather. Ranks now pad with masked windows; the val loss is unchanged.
+    Run without --quiet: only rank 0 draws the progress bar."""
+    tokens = markov_tokens(tmp_path / "tokens")
+    train = {"max_steps": 2, "eval_every": 2, "eval_tokens": 9 * 32, "checkpoint_every": 2}
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, name="one", train=train)
+    one = pretrain(recipe, tokens, 1)
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [sys.executable, *torchrun, "-m", "llmforge", "pretrain", str(recipe), "--tokens", str(tokens)]
+    sets = ["--set", "run.name=fsdp", "--set", "train.distributed.strategy=fsdp", "--json"]
+    proc = subprocess.Popen(
+        command + sets,
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so that a hang can be killed with the workers torchrun started
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("2-process FSDP evaluation hung")
+    assert proc.returncode == 0, stderr
+    two = json.loads(stdout)
+    assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=TOLERANCE)
+    bars = [line for line in stderr.splitlines() if line.startswith("pretrain ")]
+    assert len(bars) == 1, stderr  # rank 0's
+    assert stderr.count("MFU peak per device") == 1

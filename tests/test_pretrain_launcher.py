@@ -111,6 +111,7 @@ FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
         ({"ACCELERATE_DYNAMO_BACKEND": "EAGER"}, "INDUCTOR"),
         ({"ACCELERATE_DYNAMO_BACKEND": "INDUCTOR", "ACCELERATE_DYNAMO_MODE": "max-autotune"}, "dynamo_mode"),
         ({"ACCELERATE_USE_FSDP": "maybe"}, "expected true or false"),
+        ({**FSDP2, "FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT"}, "fsdp_state_dict_type: SHARDED_STATE_DICT"),
     ],
     ids=[
         "deepspeed",
@@ -123,6 +124,7 @@ FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
         "eager",
         "mode",
         "bad-bool",
+        "sharded-state-dict",
     ],
 )
 def test_settings_without_a_code_path_are_refused(env, match):

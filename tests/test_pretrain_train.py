@@ -272,7 +272,8 @@ def test_fp16_loss_scaler_state_is_saved_and_restored(tmp_path, monkeypatch):
 
     monkeypatch.setattr(launch, "make_accelerator", with_scaler)
     tokens = markov_tokens(tmp_path / "tokens")
-    recipe = write_recipe(tmp_path / "r.toml", tmp_path, train={"max_steps": 10, "checkpoint_every": 5})
+    train = {"max_steps": 10, "checkpoint_every": 5, "schedule": "constant"}  # extends to 12 steps on resume
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, train=train)
     run_pretraining(load_recipe(recipe), tokens)
     state = json.loads(
         (tmp_path / "t" / "checkpoints" / "step-000010" / "trainer_state" / "state.json").read_text()

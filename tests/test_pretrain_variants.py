@@ -35,15 +35,58 @@ def test_other_architectures_learn_and_reload(tmp_path, tokens, arch):
         assert config.use_parallel_residual and config.rope_parameters["partial_rotary_factor"] == 0.25
 
 
-def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tokens):
+def watch_model(monkeypatch, hook, before=False):
+    """Call `hook(module, output)` after (or with `before`, `hook(module, None)` at the start of) every
+    module's forward in the model the trainer builds."""
+    from llmforge.pretrain import trainer
+
+    real = trainer.build_model
+
+    def build_and_watch(*args, **kwargs):
+        model = real(*args, **kwargs)
+        for module in model.modules():
+            if before:
+                module.register_forward_pre_hook(lambda m, _inputs: hook(m, None))
+            else:
+                module.register_forward_hook(lambda m, _inputs, output: hook(m, output))
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", build_and_watch)
+
+
+def test_bf16_mixed_precision_runs_the_matmuls_in_bf16(tmp_path, tokens, monkeypatch):
+    """The old test passed with autocast ignored (the loss falls in fp32 too): look at the dtypes the
+    forward pass produces."""
+    import torch
+
+    seen = set()
+    watch_model(monkeypatch, lambda m, out: seen.add(out.dtype) if isinstance(m, torch.nn.Linear) else None)
     result, rows = train(tmp_path, tokens, "bf16", precision="bf16-mixed", max_steps=20, eval_every=20)
+    assert seen == {torch.bfloat16}  # every projection, and the output head
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
     assert result["precision"] == "bf16-mixed"
 
 
-def test_activation_checkpointing_gives_the_same_losses(tmp_path, tokens):
+def test_activation_checkpointing_recomputes_and_gives_the_same_losses(tmp_path, tokens, monkeypatch):
+    """The old test passed with checkpointing ignored (equal losses either way): count the attention
+    modules' forward passes with gradients on; recomputation in backward doubles them. (transformers
+    checkpoints a block's `forward`, so hooks on the block itself run once; those inside it run again, and
+    are counted as they start, since torch's recomputation stops once it has what backward needs.)"""
+    import torch
+
+    calls = {"plain": 0, "ckpt": 0}
+    current = ["plain"]
+
+    def count(module, _output):
+        if type(module).__name__ == "LlamaAttention" and torch.is_grad_enabled():
+            calls[current[0]] += 1
+
+    watch_model(monkeypatch, count, before=True)
     _, plain = train(tmp_path, tokens, "plain", max_steps=5, eval_every=5)
+    current[0] = "ckpt"
     _, ckpt = train(tmp_path, tokens, "ckpt", max_steps=5, eval_every=5, activation_checkpointing=True)
+    assert calls["plain"] == 5 * 2 * 2  # steps × micro-batches per step × layers
+    assert calls["ckpt"] == 2 * calls["plain"]
     assert [r["loss"] for r in ckpt] == pytest.approx([r["loss"] for r in plain], rel=1e-5)
 
 
@@ -63,15 +106,6 @@ def test_batch_ramp_grows_tokens_per_step(tmp_path, tokens):
     assert per_step == sorted(per_step) and per_step[-1] == 512
     assert all(n % 128 == 0 for n in per_step)  # whole micro-batches
     assert result["tokens_seen"] == sum(per_step)
-
-
-def test_activation_checkpointing_is_switched_on():
-    from llmforge.pretrain.config import ModelConfig
-    from llmforge.pretrain.model import build_model, enable_activation_checkpointing
-
-    model = build_model(ModelConfig(n_layers=2, d_model=32, n_heads=2), vocab_size=64, eos_id=0, seed=0)
-    enable_activation_checkpointing(model)
-    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from tokenize_datasets import stdlib_docs, write_dataset
@@ -73,3 +74,25 @@ def test_cli_compare_json_and_png(tmp_path, cli, trained):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = cli("tokenize", "compare", str(tmp_path), "--data", str(dataset))
     assert r.returncode == 2 and "tokenizer.json" in r.stderr
+
+
+def test_compare_measures_on_the_split_the_tokens_artifact_holds_out(tmp_path, cli):
+    """`compare --data` defaulted to --val-fraction 0.01 while the recipe held out 0.05: most of the documents
+    it measured on were training documents."""
+    from llmforge.tokenizer.encode import encode_dataset
+
+    run = tmp_path / "runs/t"
+    dataset = write_dataset(run / "dataset", [stdlib_docs(40)])
+    cfg = TokenizerConfig(vocab_size=300, val_fraction=0.3)
+    train_tokenizer(cfg, dataset, run / "tokenizer", recipe=cfg.model_dump(mode="json"))
+    encode_dataset(dataset, run / "tokenizer", run / "tokens", val_fraction=0.25)
+    val_docs = json.loads((run / "tokens/index.json").read_text())["splits"]["val"]["documents"]
+    r = cli("tokenize", "compare", str(run / "tokenizer"), "--data", str(dataset), "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert (result["val_fraction"], result["documents"], result["held_out"]) == (0.25, val_docs, True)
+    assert result["val_fraction_from"] == f"the split of {run / 'tokens'}"
+    shutil.rmtree(run / "tokens")  # no tokens yet: the split the tokenizer was trained with
+    result = compare_tokenizers([run / "tokenizer"], dataset, 10**7)
+    assert result["val_fraction"] == 0.3 and "trained with" in result["val_fraction_from"]
+    assert compare_tokenizers([run / "tokenizer"], dataset, 10**7, 0.5)["val_fraction"] == 0.5

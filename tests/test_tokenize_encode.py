@@ -4,15 +4,18 @@ corrupt artifacts and bad tokenizers exit 2 (and `llmforge inspect` flags them).
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
+import tomli_w
 from tokenize_datasets import stdlib_docs, write_dataset, write_recipe
 
 from llmforge.artifacts import write_manifest
-from llmforge.artifacts.tokens import TokenShards, TokenWindows, validate_tokens
-from llmforge.console import UserError, configure
+from llmforge.artifacts.tokens import SPLITS, TokenShards, TokenWindows, validate_tokens
+from llmforge.console import UserError, configure, progress
 from llmforge.tokenizer.config import TokenizerConfig
 from llmforge.tokenizer.encode import encode_dataset, load_tokenizer_file
 from llmforge.tokenizer.train import train_tokenizer
@@ -62,7 +65,8 @@ def test_tokens_follow_the_contract_and_count_every_document_plus_eos(tmp_path, 
     assert index["dtype"] == "uint16" and index["vocab_size"] == 500
     assert index["tokenizer_path"] == str(tokenizer.resolve())
     assert index["tokenizer_hash"] == json.loads((tokenizer / "manifest.json").read_text())["content_hash"]
-    assert (index["bos_id"], index["pad_id"]) == (0, 2)
+    assert (index["bos_id"], index["eos_id"], index["pad_id"]) == (1, 1, 2)  # bos is EOS (GPT-2 convention)
+    assert index["split"]["by"] == "origin_document" and index["split"]["val_fraction"] == VAL
     assert set(index["sources"]) == {"code", "prose"}
     assert index["sources"]["prose"]["documents"] == 40
     assert sum(s["train_tokens"] for s in index["sources"].values()) == index["splits"]["train"]["tokens"]
@@ -93,25 +97,39 @@ def test_val_split_never_shares_a_document_with_train(tmp_path, setup):
     assert seqs["val"] and not seqs["train"] & seqs["val"]
 
 
-def test_two_workers_and_resume_give_identical_shards(tmp_path, setup, monkeypatch):
+def _crash_on_second_unit(monkeypatch, setup, out):
+    """Run an encode into `out` that is killed in its second unit, leaving a half-written shard behind."""
     from llmforge.tokenizer import encode as enc
 
-    _encode(setup, tmp_path / "one")
-    _encode(setup, tmp_path / "two", workers=2)
     real_unit = enc.encode_unit
 
-    def crash_on_second_unit(*args, **kw):
+    def crash(*args, **kw):
         if args[3] == 1:
-            (tmp_path / ".resumed.partial/train/.00001.bin.tmp").write_bytes(b"\x01\x02\x03")  # half-written
+            (out.parent / f".{out.name}.partial/train/.00001.bin.tmp").write_bytes(b"\x01\x02\x03")
             raise RuntimeError("killed")
         return real_unit(*args, **kw)
 
-    monkeypatch.setattr(enc, "encode_unit", crash_on_second_unit)
+    monkeypatch.setattr(enc, "encode_unit", crash)
     with pytest.raises(RuntimeError, match="killed"):
-        _encode(setup, tmp_path / "resumed")
-    assert not (tmp_path / "resumed").exists()
-    assert (tmp_path / ".resumed.partial/train/00000.bin").is_file()
+        _encode(setup, out)
     monkeypatch.setattr(enc, "encode_unit", real_unit)
+    assert not out.exists()
+    assert (out.parent / f".{out.name}.partial/train/00000.bin").is_file()
+
+
+def _force_processes(monkeypatch):
+    """Make `workers` processes start even on the few kB of a test dataset, on any number of cores."""
+    from llmforge.tokenizer import encode as enc
+
+    monkeypatch.setattr(enc, "MIN_BYTES_PER_PROCESS", 1)
+    monkeypatch.setattr(enc, "usable_cores", lambda: 2)
+
+
+def test_two_workers_and_resume_give_identical_shards(tmp_path, setup, monkeypatch):
+    _encode(setup, tmp_path / "one")
+    _force_processes(monkeypatch)
+    assert _encode(setup, tmp_path / "two", workers=2)["processes"] == 2
+    _crash_on_second_unit(monkeypatch, setup, tmp_path / "resumed")
     report = _encode(setup, tmp_path / "resumed")
     assert report["resumed_units"] == 1
     assert not (tmp_path / ".resumed.partial").exists()
@@ -121,6 +139,101 @@ def test_two_workers_and_resume_give_identical_shards(tmp_path, setup, monkeypat
         assert json.loads((tmp_path / other / "index.json").read_text()) == json.loads(
             (tmp_path / "one/index.json").read_text()
         )
+
+
+def test_resumed_encode_progress_ends_at_100_percent(tmp_path, setup, monkeypatch):
+    """The resumed run's bar counted only the units it encoded against the whole dataset: it ended at
+    "56% eta -:--:--"."""
+    from llmforge.tokenizer import encode as enc
+
+    _crash_on_second_unit(monkeypatch, setup, tmp_path / "tokens")
+    bars = []
+
+    def recorded(**kw):
+        bars.append(progress(**kw))
+        return bars[-1]
+
+    monkeypatch.setattr(enc, "progress", recorded)
+    report = _encode(setup, tmp_path / "tokens")
+    assert report["resumed_units"] == 1
+    (task,) = bars[-1].tasks
+    assert task.completed == task.total == report["bytes"]
+    assert task.percentage == 100
+
+
+def test_more_workers_than_a_few_megabytes_need_start_no_processes(tmp_path, setup):
+    """`--workers 2` was slower than 1 on the 3 MB demo corpus (2.1 vs 4.6 MB/s): every worker process paid
+    its start-up, while one process already encodes on every core through tokenizers' thread pool."""
+    from llmforge.tokenizer.encode import MIN_BYTES_PER_PROCESS, plan_processes, usable_cores
+
+    assert plan_processes(2, 3_000_000, units=2) == 1
+    assert plan_processes(8, 100 * MIN_BYTES_PER_PROCESS, units=8) == min(8, usable_cores())
+    assert plan_processes(8, 100 * MIN_BYTES_PER_PROCESS, units=3) <= 3
+    report = _encode(setup, tmp_path / "tokens", workers=2)
+    assert (report["workers"], report["processes"]) == (2, 1)
+
+
+def test_shard_with_an_id_beyond_the_vocabulary_fails_the_contract(tmp_path, cli, setup):
+    """`inspect` passed a shard holding ids ≥ vocab_size; pretraining then died with an IndexError."""
+    _encode(setup, tmp_path / "tokens")
+    shard = tmp_path / "tokens/train/00001.bin"
+    ids = np.fromfile(shard, dtype="<u2")
+    ids[7] = 500  # vocab_size is 500: ids run 0..499
+    ids.tofile(shard)  # same size: the manifest's file sizes still match
+    with pytest.raises(UserError, match="token 7 has id 500, not below the vocab_size 500"):
+        validate_tokens(tmp_path / "tokens")
+    with pytest.raises(UserError, match="00001.bin: token 7 has id 500"):
+        TokenShards(tmp_path / "tokens", "train")
+    assert len(TokenShards(tmp_path / "tokens", "val")) > 0  # a reader scans the split it reads
+    r = cli("inspect", str(tmp_path / "tokens"))
+    assert r.returncode == 2 and "has id 500, not below the vocab_size 500" in r.stderr, r.stderr
+
+
+def test_copies_of_a_document_never_straddle_train_and_val(tmp_path, cli, shared_data):
+    """Up-sampled copies (`{id}#k`, weight > 1) and counterfactual copies (`{id}#cf`, CDA) were split by
+    their own ids: at weight 3, 377 of 379 documents with a copy in val had another copy in train. Built by
+    the real data stage, so the ids are the ones it writes."""
+    speeches = [p.strip() for p in (shared_data / "tinyshakespeare/input.txt").read_text().split("\n\n")]
+    sources = []
+    for j, (name, weight) in enumerate((("w1", 1.0), ("w2.5", 2.5), ("w3", 3.0))):
+        path = tmp_path / f"{name}.jsonl"
+        rows = [
+            {"text": f"Doc {name}-{i}: he said to her.\n" + speeches[j * 100 + i], "id": f"{name}-{i}"}
+            for i in range(100)
+        ]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        sources.append({"name": name, "type": "jsonl", "path": str(path), "weight": weight})
+    recipe = tmp_path / "leak.toml"
+    recipe.write_text(
+        tomli_w.dumps(
+            {
+                "run": {"name": "leak", "out_dir": str(tmp_path / "runs")},
+                "data": {
+                    "sources": sources,
+                    "steps": [{"type": "counterfactual", "mode": "swap", "augment": True}],
+                },
+                "tokenizer": {"vocab_size": 300, "val_fraction": 0.1},
+            }
+        )
+    )
+    for stage in (("data", "build"), ("tokenize", "train"), ("tokenize", "encode")):
+        r = cli("--quiet", *stage, str(recipe))
+        assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "runs/leak"
+    index = validate_tokens(run / "tokens")
+    assert index["split"]["by"] == "origin_document"
+    tok = load_tokenizer_file(run / "tokenizer")
+    origins = {}
+    for split in SPLITS:
+        stream = TokenShards(run / "tokens", split).read(0, index["splits"][split]["tokens"])
+        texts = [tok.decode(list(doc)) for doc in _split_docs(stream, index["eos_id"])]
+        origins[split] = Counter(re.match(r"Doc (\S+):", t).group(1) for t in texts)
+    assert not origins["train"].keys() & origins["val"].keys()
+    # val does hold the copies: original + counterfactual, each repeated 1, 2-3 or 3 times by the weight
+    copies = {
+        w: {n for o, n in origins["val"].items() if o.startswith(f"{w}-")} for w in ("w1", "w2.5", "w3")
+    }
+    assert copies["w1"] == {2} and copies["w3"] == {6} and copies["w2.5"] <= {4, 5, 6}
 
 
 def test_staging_of_other_inputs_is_discarded(tmp_path, setup):

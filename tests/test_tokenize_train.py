@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 from tokenize_datasets import prose_docs, stdlib_docs, write_dataset, write_recipe
 
 from llmforge.console import UserError, configure
@@ -61,7 +62,7 @@ def test_special_tokens_and_chat_template(tmp_path, mixed_dataset):
         "<|unk|>",
         "<|mask|>",
     ]
-    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (0, 1, 2)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 1, 2)
     chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
     assert text == "<|user|>\nhi<|eos|>\n<|assistant|>\nyo<|eos|>\n"
@@ -109,9 +110,61 @@ def test_vocab_smaller_than_alphabet_is_a_user_error(tmp_path, mixed_dataset):
     assert not (tmp_path / "tok").exists()
 
 
-def test_code_whitespace_needs_bpe(tmp_path, mixed_dataset):
-    with pytest.raises(UserError, match="tokenizer.whitespace"):
-        train_tokenizer(TokenizerConfig(algorithm="word", whitespace="code"), mixed_dataset, tmp_path / "t")
+def test_declared_bos_is_the_eos_that_separates_training_documents(tmp_path, mixed_dataset):
+    """Token shards separate documents with EOS and never hold <|bos|>, yet lm-eval prefixes rolling
+    log-likelihood with the tokenizer's bos: the declared bos_token is EOS (GPT-2's convention)."""
+    from transformers import PreTrainedTokenizerFast
+
+    _, out = _train(tmp_path, mixed_dataset, vocab_size=400)
+    tok = PreTrainedTokenizerFast.from_pretrained(out)
+    assert tok.bos_token_id == tok.eos_token_id == 1
+    assert tok.pad_token_id == 2
+    assert tok.convert_tokens_to_ids("<|bos|>") == 0  # kept in the vocabulary: ids do not shift
+    assert tok.decode([0, 1], skip_special_tokens=True) == ""  # and still special
+    assert tok("x = 1")["input_ids"] == tok("x = 1", add_special_tokens=False)["input_ids"]
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    masked = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assistant = [i for i, m in zip(masked["input_ids"], masked["assistant_masks"], strict=True) if m]
+    assert tok.decode(assistant) == "yo<|eos|>"
+    assert json.loads((out / "special_tokens_map.json").read_text())["bos_token"] == "<|eos|>"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "key", "value"),
+    [
+        ("unigram", "min_frequency", 5),
+        ("char", "min_frequency", 2),
+        ("word", "whitespace", "code"),
+        ("unigram", "whitespace", "gpt2"),
+        ("char", "split_digits", True),
+    ],
+)
+def test_key_the_algorithm_ignores_is_refused(tmp_path, cli, mixed_dataset, algorithm, key, value):
+    with pytest.raises(ValidationError, match=f"tokenizer.{key} does not apply to algorithm '{algorithm}'"):
+        TokenizerConfig(algorithm=algorithm, **{key: value})
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "runs", algorithm=algorithm, **{key: value})
+    r = cli("recipe", "check", str(recipe))
+    assert r.returncode == 2 and f"tokenizer.{key} does not apply" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_keys_left_to_the_algorithm_default_round_trip():
+    """Keys that depend on the algorithm default to None, so a dumped table (`recipe show`) loads again."""
+    for algorithm in ("bpe", "wordpiece", "unigram", "char", "word"):
+        cfg = TokenizerConfig(algorithm=algorithm)
+        assert TokenizerConfig.model_validate(cfg.model_dump(exclude_none=True)) == cfg
+    assert TokenizerConfig(algorithm="bpe").min_count == 2
+    assert TokenizerConfig(algorithm="char").min_count == 1
+
+
+def test_huge_vocab_size_is_refused_in_the_schema(tmp_path, cli, mixed_dataset):
+    """vocab_size = 1e9 used to reach the Rust trainer, which aborted the process (exit 134)."""
+    with pytest.raises(ValidationError, match="less than or equal to 1048576"):
+        TokenizerConfig(vocab_size=10**9)
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "runs", vocab_size=10**9)
+    r = cli("tokenize", "train", str(recipe), "--data", str(mixed_dataset))
+    assert r.returncode == 2, r.stderr
+    assert "tokenizer.vocab_size = 1000000000: expected a value less than or equal to 1048576" in r.stderr
 
 
 def test_sample_bytes_bounds_the_training_sample(tmp_path, mixed_dataset):

@@ -11,13 +11,15 @@ from llmforge.artifacts import write_manifest
 
 
 def write_dataset(path: Path, shards: list[list[dict]]) -> Path:
-    """A dataset artifact with one `data/NNNNN.jsonl.gz` per list of {text, id, source} records."""
+    """A dataset artifact with one `data/NNNNN.jsonl.gz` per list of {text, id, source} records (and the
+    text byte count in its manifest, as the data stage records it)."""
     (path / "data").mkdir(parents=True)
     for i, docs in enumerate(shards):
         with gzip.open(path / "data" / f"{i:05d}.jsonl.gz", "wt", encoding="utf-8") as f:
             for d in docs:
                 f.write(json.dumps(d) + "\n")
-    write_manifest(path, "dataset")
+    text_bytes = sum(len(d["text"].encode("utf-8", "surrogatepass")) for docs in shards for d in docs)
+    write_manifest(path, "dataset", stats={"bytes_out": text_bytes})
     return path
 
 

@@ -106,15 +106,25 @@ def _content_files(root: Path) -> list[tuple[str, Path]]:
 
 def content_hash(path: str | Path) -> str:
     """sha256 over every file of an artifact (relative path + bytes), manifest and timings excluded."""
-    h = hashlib.sha256()
+    return hash_files(path)[0]
+
+
+def hash_files(path: str | Path) -> tuple[str, dict[str, str]]:
+    """(content hash, {file: sha256 of its bytes}) in one read of the artifact, manifest and timings
+    excluded; the per-file hashes let `inspect --verify` name the file that changed."""
+    whole = hashlib.sha256()
+    per_file: dict[str, str] = {}
     for name, f in _content_files(Path(path)):
         if name == TIMINGS:
             continue
-        h.update(name.encode() + b"\0")
+        whole.update(name.encode() + b"\0")
+        one = hashlib.sha256()
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return "sha256:" + h.hexdigest()
+                whole.update(chunk)
+                one.update(chunk)
+        per_file[name] = "sha256:" + one.hexdigest()
+    return "sha256:" + whole.hexdigest(), per_file
 
 
 def file_sizes(path: str | Path) -> dict[str, int]:
@@ -151,6 +161,7 @@ def write_manifest(
     if kind not in KINDS:
         raise ValueError(f"unknown artifact kind {kind!r}; known: {', '.join(KINDS)}")
     directory = Path(directory)
+    whole, per_file = hash_files(directory) if hash_content else (None, {})
     manifest = {
         "kind": kind,
         "llmforge_version": __version__,
@@ -159,8 +170,9 @@ def write_manifest(
         "inputs": [input_ref(p) for p in inputs],
         "stats": dict(stats or {}),
         "environment": environment(),
-        "content_hash": content_hash(directory) if hash_content else None,
+        "content_hash": whole,
         "files": file_sizes(directory),
+        "file_hashes": per_file,
     }
     write_json(directory / MANIFEST, manifest)
     return manifest
@@ -191,6 +203,11 @@ def require(path: str | Path, kind: str | Sequence[str]) -> dict[str, Any]:
         raise UserError(
             f"{path}: expected a {' or '.join(kinds)} artifact, found a {manifest['kind']} artifact"
         )
+    from llmforge.artifacts.checks import layout_mismatch
+
+    problem = layout_mismatch(path, manifest["kind"])
+    if problem:
+        raise UserError(f"{path}: {problem}")
     return manifest
 
 
@@ -212,6 +229,37 @@ def lineage(path: str | Path, _ancestors: frozenset[str] = frozenset()) -> dict[
 
 
 # --------------------------------------------------------------------------------------- atomic writes
+
+
+def ensure_writable(path: str | Path, *, directory: bool = True) -> Path:
+    """Check, before any work starts, that an output can be written at `path` (a directory, or a file
+    with `directory=False`): UserError naming the path otherwise. Creates nothing that stays behind.
+
+    Finds the nearest folder that exists on the way to `path` and writes (then removes) a probe file
+    there, so a read-only disk or a file standing where a folder must go is found now, not at the end."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != directory:
+        want, found = ("a directory", "a file") if directory else ("a file", "a directory")
+        raise UserError(f"{path}: the output must be {want}, but {found} is already there")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{path}: cannot write the output: {ancestor} is a file, not a directory")
+    # the folder that receives the output (atomic writes rename a sibling into it), and the output
+    # folder itself when it exists (stages that add files inside it)
+    for folder in {ancestor, *([path] if path.is_dir() else [])}:
+        _probe_write(path, folder)
+    return path
+
+
+def _probe_write(path: Path, folder: Path) -> None:
+    probe = folder / f".llmforge-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the output in {folder} ({e.strerror or e})") from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

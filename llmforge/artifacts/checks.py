@@ -33,8 +33,26 @@ def _check_tokens(path: Path) -> None:
 def _check_checkpoint(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise UserError("checkpoint has no config.json")
-    if not any(path.glob("*.safetensors")):
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
         raise UserError("checkpoint has no *.safetensors weights")
+    for f in weights:
+        _check_safetensors_header(f)
+
+
+def _check_safetensors_header(f: Path) -> None:
+    """A safetensors file starts with an 8-byte little-endian length and that many bytes of JSON header;
+    a truncated or overwritten file fails here without loading any tensor."""
+    size = f.stat().st_size
+    with open(f, "rb") as fh:
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length <= 0 or 8 + length > size:
+            raise UserError(f"{f.name}: not a safetensors file (corrupt or truncated header)")
+        try:
+            json.loads(fh.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{f.name}: not a safetensors file (its header is not JSON)") from None
 
 
 def _check_classifier(path: Path) -> None:
@@ -53,6 +71,66 @@ _CHECKS = {
 }
 
 
+# What each kind's directory holds, to tell a layout from the kind a manifest claims (first match wins:
+# a checkpoint holds tokenizer files too; a kind may have several layouts).
+_LAYOUTS = (
+    ("checkpoint", ("config.json", "*.safetensors")),
+    ("checkpoint", ("adapter_config.json",)),  # a LoRA adapter (peft)
+    ("tokens", ("index.json", "train")),
+    ("dataset", ("data",)),
+    ("classifier", ("model.bin",)),
+    ("tokenizer", ("tokenizer.json",)),
+    ("report", ("results.json",)),
+)
+
+
+def layout_kind(path: str | Path) -> str | None:
+    """The kind an artifact directory looks like from its files, or None."""
+    path = Path(path)
+    for kind, patterns in _LAYOUTS:
+        if all(any(path.glob(p)) for p in patterns):
+            return kind
+    return None
+
+
+def _has_layout_of(path: Path, kind: str, *, partly: bool = False) -> bool:
+    """Whether the files match one of `kind`'s layouts (with `partly`, hold any file of one)."""
+    test = any if partly else all
+    return any(test(any(path.glob(p)) for p in patterns) for k, patterns in _LAYOUTS if k == kind)
+
+
+def _mismatch(kind: str, seen: str) -> str:
+    return (
+        f"manifest says kind={kind} but the layout looks like a {seen} (manifest.json edited or misplaced?)"
+    )
+
+
+def layout_mismatch(path: str | Path, kind: str) -> str | None:
+    """For a stage reading an input: why its files are plainly another kind's than its manifest says
+    (none of `kind`'s layouts, another kind's instead), or None."""
+    path = Path(path)
+    seen = layout_kind(path)
+    if seen in (None, kind) or _has_layout_of(path, kind):
+        return None
+    return _mismatch(kind, seen)
+
+
+def _check_kind(path: Path, kind: str) -> None:
+    """The kind's own check, and that the files are not another kind's (an edited `kind`): a damaged
+    artifact that still has some of its kind's files gets its kind's message, not a mismatch."""
+    seen = layout_kind(path)
+    check = _CHECKS.get(kind)
+    try:
+        if check is not None:
+            check(path)
+    except UserError:
+        if seen not in (None, kind) and not _has_layout_of(path, kind, partly=True):
+            raise UserError(_mismatch(kind, seen)) from None
+        raise
+    if seen not in (None, kind):
+        raise UserError(_mismatch(kind, seen))
+
+
 def _check_files(path: Path, manifest: dict) -> None:
     """Every file the manifest lists is present with the size it had when the artifact was written."""
     for name, size in manifest.get("files", {}).items():
@@ -65,14 +143,39 @@ def _check_files(path: Path, manifest: dict) -> None:
             )
 
 
-def check_artifact(path: str | Path, manifest: dict) -> str | None:
-    """None when the artifact meets its contract (files as written, plus its kind's checks), else why not."""
+def _verify_hashes(path: Path, manifest: dict) -> None:
+    """Rehash every file against the manifest: each file's own hash (names the file that changed), then
+    the content hash over all of them (catches an edited `content_hash` and added files)."""
+    from llmforge.artifacts import hash_files
+
+    recorded = manifest.get("file_hashes") or {}
+    if not recorded and not manifest.get("content_hash"):
+        raise UserError("manifest.json records no hashes to verify against")
+    whole, per_file = hash_files(path)
+    for name, digest in recorded.items():
+        if per_file.get(name) != digest:
+            raise UserError(f"{name}: contents differ from manifest.json's hash (modified or corrupted)")
+    if manifest.get("content_hash") != whole:
+        raise UserError(
+            f"content_hash in manifest.json is {manifest.get('content_hash')}, the files hash to {whole} "
+            "(manifest edited, or files added or changed)"
+        )
+
+
+def check_artifact(path: str | Path, manifest: dict, *, verify: bool = False) -> str | None:
+    """None when the artifact meets its contract (its kind's layout, files at their recorded sizes, and
+    with `verify` every file's hash), else why not."""
+    from llmforge.artifacts import KINDS
+
     path = Path(path)
+    kind = manifest["kind"]
+    if kind not in KINDS:
+        return f"manifest says kind={kind}, which is not an artifact kind ({', '.join(KINDS)})"
     try:
-        check = _CHECKS.get(manifest["kind"])
-        if check is not None:  # the kind's own check first: its message is the more specific
-            check(path)
+        _check_kind(path, kind)
         _check_files(path, manifest)
+        if verify:
+            _verify_hashes(path, manifest)
     except UserError as e:
         return str(e).removeprefix(f"{path}: ")
     return None

@@ -7,6 +7,7 @@ Layout::
       index.json          {"format": 1, "dtype": "uint16", "vocab_size": V, "eos_id": E,
                            "bos_id": B or null, "pad_id": P or null,
                            "tokenizer_path": "/abs/runs/x/tokenizer", "tokenizer_hash": "sha256:…",
+                           "split": {"by": "origin_document", "val_fraction": f, "rule": "…"},
                            "splits": {"train": {"tokens": N, "documents": D,
                                                 "shards": [{"file": "train/00000.bin", "tokens": n, "documents": d}]},
                                       "val": {...}},
@@ -15,7 +16,12 @@ Layout::
       val/00000.bin …
 
 Written by `llmforge tokenize encode` (`llmforge.tokenizer.encode`). Readers require `dtype`, `vocab_size`,
-`eos_id` and `splits`; the other keys are there whenever that command wrote the artifact.
+`eos_id` and `splits`; the other keys are there whenever that command wrote the artifact. `split` says which
+documents the val split holds (every copy of an origin document is in one split; see its `rule`).
+
+`validate_tokens` checks the shards against the index, and that every id is below `vocab_size` (one pass of
+`max` over the memory map, remembered per file while the file is unchanged, so a second reader in the same
+process does not scan again).
 
 `TokenShards` memory-maps one split as one long token stream; `TokenWindows` cuts it into fixed windows
 for training (seeded shuffle per epoch, deterministic per-rank sharding, resumable from a cursor).
@@ -24,6 +30,7 @@ for training (seeded shuffle per epoch, deterministic per-rank sharding, resumab
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,8 @@ from llmforge.console import UserError
 INDEX = "index.json"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
+SCAN_TOKENS = 1 << 24  # ids read per step of the id check (32-64 MB)
+_max_ids: dict[tuple[str, int, int], int] = {}  # (file, size, mtime_ns) → its largest id
 
 
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
@@ -57,11 +66,19 @@ def read_index(path: str | Path) -> dict[str, Any]:
             raise UserError(f"{f}: index lacks '{key}'")
     if index["dtype"] not in ("uint16", "uint32"):
         raise UserError(f"{f}: dtype {index['dtype']!r} is not uint16 or uint32")
+    vocab_size, eos_id = index["vocab_size"], index["eos_id"]
+    if not isinstance(vocab_size, int) or not 0 < vocab_size <= np.iinfo(index["dtype"]).max + 1:
+        raise UserError(
+            f"{f}: vocab_size {vocab_size!r} is not a positive integer that {index['dtype']} holds"
+        )
+    if not isinstance(eos_id, int) or not 0 <= eos_id < vocab_size:
+        raise UserError(f"{f}: eos_id {eos_id!r} is not an id below vocab_size {vocab_size}")
     return index
 
 
-def validate_tokens(path: str | Path) -> dict[str, Any]:
-    """Check every shard against index.json (whole number of tokens, count as indexed). Returns the index."""
+def validate_tokens(path: str | Path, id_splits: Iterable[str] | None = None) -> dict[str, Any]:
+    """Check every shard against index.json (whole number of tokens, count as indexed) and that the ids of
+    the splits `id_splits` (all when None) are below the vocabulary size. Returns the index."""
     path = Path(path)
     index = read_index(path)
     itemsize = np.dtype(index["dtype"]).itemsize
@@ -85,7 +102,37 @@ def validate_tokens(path: str | Path) -> dict[str, Any]:
             raise UserError(
                 f"{path / INDEX}: split {split} shards add up to {total}, index says {info['tokens']}"
             )
+    for split in index["splits"] if id_splits is None else id_splits:
+        for shard in index["splits"].get(split, {}).get("shards", []):
+            check_ids(path / shard["file"], index["dtype"], index["vocab_size"])
     return index
+
+
+def check_ids(f: Path, dtype: str, vocab_size: int) -> None:
+    """UserError naming the first id ≥ vocab_size in shard `f` (an embedding lookup would fail on it)."""
+    stat = f.stat()
+    key = (str(f.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _max_ids:
+        _max_ids[key] = _max_id(f, dtype)
+    if _max_ids[key] < vocab_size:
+        return
+    ids = np.memmap(f, dtype=np.dtype(dtype).newbyteorder("<"), mode="r")
+    bad = next(
+        start + int(np.argmax(chunk >= vocab_size))
+        for start in range(0, len(ids), SCAN_TOKENS)
+        if (chunk := ids[start : start + SCAN_TOKENS]).max() >= vocab_size
+    )
+    raise UserError(
+        f"{f}: token {bad:,} has id {int(ids[bad])}, not below the vocab_size {vocab_size} of {INDEX} "
+        "(corrupt shard, or encoded with another tokenizer)"
+    )
+
+
+def _max_id(f: Path, dtype: str) -> int:
+    if f.stat().st_size == 0:
+        return -1
+    ids = np.memmap(f, dtype=np.dtype(dtype).newbyteorder("<"), mode="r")
+    return max(int(ids[start : start + SCAN_TOKENS].max()) for start in range(0, len(ids), SCAN_TOKENS))
 
 
 class TokenShards:
@@ -93,7 +140,7 @@ class TokenShards:
 
     def __init__(self, path: str | Path, split: str = "train"):
         self.path = Path(path)
-        self.index = validate_tokens(self.path)
+        self.index = validate_tokens(self.path, id_splits=(split,))
         if split not in self.index["splits"]:
             raise UserError(f"{self.path}: no '{split}' split (have: {', '.join(self.index['splits'])})")
         self.split = split

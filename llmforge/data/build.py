@@ -19,12 +19,22 @@ from llmforge.artifacts import DATASET_DIR, TIMINGS, atomic_dir, write_json, wri
 from llmforge.artifacts.dataset import DATA_DIR, REPORT
 from llmforge.console import UserError
 from llmforge.data.config import DataConfig
-from llmforge.data.pipeline import EXAMPLES_DIR, OUTPUT_DIR, minhash_threshold, plan_stages, run_stages
-from llmforge.data.registry import validate_steps
+from llmforge.data.pipeline import (
+    EXAMPLES_DIR,
+    OUTPUT_DIR,
+    local_workers,
+    minhash_threshold,
+    plan_stages,
+    run_stages,
+)
+from llmforge.data.registry import validate_steps, with_html_extraction
 from llmforge.data.report import build_report, collect_steps, plot_funnel, split_timings
+from llmforge.data.sources import input_bytes
+from llmforge.data.steps.examples import read_removed_documents
 
 WORK_DIR = ".dataset-work"
 FUNNEL = "funnel.png"
+DROPPED_DIR = "dropped"  # a capped sample of the pages html_to_text dropped, whole: <step>.jsonl
 
 
 def work_dir(run_dir: Path) -> Path:
@@ -33,7 +43,10 @@ def work_dir(run_dir: Path) -> Path:
 
 def _fingerprint(cfg: DataConfig, seed: int) -> str:
     """What decides the work dir's contents: everything but how many processes run it."""
-    table = cfg.model_dump(mode="json", exclude={"workers", "executor", "slurm_partition", "slurm_time"})
+    table = cfg.model_dump(
+        mode="json",
+        exclude={"workers", "executor", "slurm_partition", "slurm_time", "slurm_max_parallel", "slurm_wait"},
+    )
     table["tasks"] = cfg.tasks or cfg.workers
     return hashlib.sha256(json.dumps([table, seed], sort_keys=True).encode()).hexdigest()
 
@@ -51,19 +64,21 @@ def _prepare_work(work: Path, fingerprint: str) -> bool:
 
 def build_dataset(cfg: DataConfig, run_dir: Path, seed: int, *, verbose: bool = False) -> dict[str, Any]:
     """Run the pipeline and write `run_dir/dataset`; returns the report (also written as report.json)."""
-    steps = validate_steps(cfg.steps, [s.name for s in cfg.sources])
+    steps = with_html_extraction(validate_steps(cfg.steps, [s.name for s in cfg.sources]), cfg.sources)
     work = work_dir(run_dir)
     resumed = _prepare_work(work, _fingerprint(cfg, seed))
     stages = plan_stages(cfg, steps, work, seed)
+    workers = local_workers(cfg.workers, input_bytes(cfg.sources)) if cfg.executor == "local" else cfg.workers
     start = time.perf_counter()
-    run_stages(stages, cfg, verbose=verbose)
+    run_stages(stages, cfg, workers=workers, verbose=verbose)
     elapsed = time.perf_counter() - start
 
     step_stats, bad_records = collect_steps(stages, work / EXAMPLES_DIR)
     extra: dict[str, Any] = {
         "seconds": round(elapsed, 2),
         "resumed": resumed,
-        "workers": cfg.workers,
+        "workers": workers,
+        "workers_requested": cfg.workers,
         "tasks": cfg.tasks or cfg.workers,
         "executor": cfg.executor,
     }
@@ -91,6 +106,7 @@ def build_dataset(cfg: DataConfig, run_dir: Path, seed: int, *, verbose: bool = 
         write_json(tmp / REPORT, contents)
         write_json(tmp / TIMINGS, timings)
         plot_funnel(report, tmp / FUNNEL)
+        _write_dropped_samples(steps, work / EXAMPLES_DIR, tmp / DROPPED_DIR)
         write_manifest(
             tmp,
             "dataset",
@@ -101,6 +117,15 @@ def build_dataset(cfg: DataConfig, run_dir: Path, seed: int, *, verbose: bool = 
         )
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _write_dropped_samples(steps: list[tuple[str, Any]], examples: Path, out: Path) -> None:
+    for i, (kind, opts) in enumerate(steps):
+        label = f"{i:02d}.{kind}"
+        docs = read_removed_documents(examples / label, getattr(opts, "max_dropped_samples", 0))
+        if docs:
+            out.mkdir(exist_ok=True)
+            (out / f"{label}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
 
 
 def _clear_gzip_mtime(path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from llmforge.console import UserError, emit_json, human_bytes, info, state, summary_table
+from llmforge.console import UserError, emit_json, human_bytes, info, print_result, state, summary_table
 
 app = typer.Typer(
     help="Build a clean, deduplicated, decontaminated, weighted dataset (datatrove).", no_args_is_help=True
@@ -31,6 +31,8 @@ def build(
 
     Example: llmforge data build recipes/tiny.toml --workers 2
     """
+    from rich.markup import escape
+
     from llmforge.data.build import build_dataset
     from llmforge.data.pipeline import SlurmSubmitted
     from llmforge.recipe import load_recipe
@@ -45,7 +47,7 @@ def build(
     try:
         report = build_dataset(cfg, recipe.run_dir, recipe.run.seed, verbose=state.debug)
     except SlurmSubmitted as e:
-        info(str(e))
+        print_result(escape(str(e)))
         return
     out = recipe.run_dir / "dataset"
     if as_json:
@@ -144,7 +146,7 @@ def stats(
     """
     from rich.markup import escape
 
-    from llmforge.console import console
+    from llmforge.console import results_console
     from llmforge.data.inspect import dataset_stats
 
     result = dataset_stats(dataset)
@@ -181,21 +183,26 @@ def stats(
             ],
             ("step", "docs in", "docs out", "dropped"),
         )
+        for step, v in result["steps"].items():
+            matches = list(v.get("matches_per_eval_item", {}).items())
+            if matches:
+                summary_table(
+                    f"{step}: documents matched per evaluation item (top 10 of {len(matches):,})",
+                    matches[:10],
+                    ("eval item", "documents"),
+                )
         examples = [
             (step, reason, ex)
             for step, v in result["steps"].items()
             for reason, items in v["examples"].items()
             for ex in items
         ]
-        if examples and not state.quiet:
-            console.print("[bold]removed documents (examples)[/]")
+        if examples:
+            print_result("[bold]removed documents (examples)[/]")
             for step, reason, ex in examples:
                 text = escape(" ".join(ex["text"].split()))
-                console.print(
-                    f"  {step} [yellow]{reason}[/] [cyan]{escape(ex['id'])}[/] ({ex['source']}): [dim]{text}[/]",
-                    no_wrap=True,
-                    overflow="ellipsis",
-                )
+                line = f"  {step} [yellow]{reason}[/] [cyan]{escape(ex['id'])}[/] ({ex['source']}): [dim]{text}[/]"
+                results_console().print(line, no_wrap=True, overflow="ellipsis")
 
 
 @app.command("sample")
@@ -214,7 +221,6 @@ def sample(
     from rich.markup import escape
     from rich.panel import Panel
 
-    from llmforge.console import console
     from llmforge.data.inspect import sample_documents
 
     docs = sample_documents(dataset, n, seed, source)
@@ -225,4 +231,4 @@ def sample(
         return
     for doc in docs:
         text = doc["text"] if len(doc["text"]) <= chars else doc["text"][:chars] + " …"
-        console.print(Panel(escape(text), title=f"{doc['source']} · {doc['id']}", title_align="left"))
+        print_result(Panel(escape(text), title=f"{doc['source']} · {doc['id']}", title_align="left"))

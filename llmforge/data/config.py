@@ -1,39 +1,137 @@
 """`[data]` table: sources with mixture weights and an ordered list of pipeline steps.
 
-Step options are checked against `STEP_OPTIONS` (one pydantic model per step type) by the data stage before
-any work starts, so an unknown step or option is an input error that names the step and the valid choices.
+A source table is one of the `SOURCE_TYPES` models, picked by its `type`; a key that does not apply to that
+type is refused with the types it does apply to (`DataConfig._check_source_keys`). Step options are checked
+against `STEP_OPTIONS` (one pydantic model per step type) by the data stage before any work starts, so an
+unknown step or option is an input error that names the step and the valid choices.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 
-from llmforge.recipe_base import Table
+from llmforge.recipe_base import RecipePath, RecipePathOrName, Table
 
 
-class SourceConfig(Table):
-    """One input. `weight` is the mixture sampling rate (The Pile's "epochs", Gao et al. 2020, Table 1):
-    2.0 repeats every document twice, 0.5 keeps a seeded half; repetition is capped at `max_epochs`."""
+class _Source(Table):
+    """Keys every source has. `weight` is the mixture sampling rate (The Pile's "epochs", Gao et al. 2020,
+    Table 1): 2.0 repeats every document twice, 0.5 keeps a seeded half; repetition is capped at
+    `max_epochs`. `limit` caps the documents read from the source in total (the first ones in file order),
+    whatever the number of workers."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    type: Literal["jsonl", "parquet", "text", "warc", "hf", "python-stdlib"]
-    path: str | None = None
-    text_key: str = "text"
     weight: float = Field(1.0, gt=0)
     max_epochs: float = Field(4.0, ge=1)
     limit: int | None = Field(None, ge=1)
+
+
+class _FileSource(_Source):
+    """A file or a folder of files (searched recursively with `glob`, or the type's default patterns);
+    `.gz`, `.zst` and `.bz2` files are read decompressed. `max_files` / `max_bytes` cap the files taken (in
+    sorted order; bytes as stored on disk)."""
+
+    path: RecipePath = Field(min_length=1)
     glob: str | None = None
-    split: str = "train"
     max_files: int | None = Field(None, ge=1)
     max_bytes: int | None = Field(None, ge=1)
 
-    @model_validator(mode="after")
-    def _path_when_needed(self) -> SourceConfig:
-        if self.type != "python-stdlib" and not self.path:
-            raise ValueError(f"source {self.name!r} of type {self.type!r} needs a path")
-        return self
+
+class JsonlSourceConfig(_FileSource):
+    """One JSON object per line with a string `text_key` field; other fields go to the metadata."""
+
+    type: Literal["jsonl"]
+    text_key: str = "text"
+
+
+class ParquetSourceConfig(_FileSource):
+    type: Literal["parquet"]
+    text_key: str = "text"
+
+
+class TextSourceConfig(_FileSource):
+    """One UTF-8 text file, one document."""
+
+    type: Literal["text"]
+
+
+class WarcSourceConfig(_FileSource):
+    """HTML responses of WARC files (pair with an `html_to_text` step)."""
+
+    type: Literal["warc"]
+
+
+class HtmlSourceConfig(_FileSource):
+    """One HTML page per file; turned into text by an `html_to_text` step (one with default options is
+    added first when no step covers the source)."""
+
+    type: Literal["html"]
+
+
+class HfSourceConfig(_Source):
+    """A Hugging Face `datasets` dataset: a hub name, a local data folder or a `save_to_disk` folder."""
+
+    type: Literal["hf"]
+    path: RecipePathOrName = Field(min_length=1)
+    text_key: str = "text"
+    split: str = "train"
+
+
+class StdlibSourceConfig(_Source):
+    """The running interpreter's standard library (`.py` files), capped by files or bytes."""
+
+    type: Literal["python-stdlib"]
+    max_files: int | None = Field(None, ge=1)
+    max_bytes: int | None = Field(None, ge=1)
+
+
+SOURCE_TYPES: dict[str, type[_Source]] = {
+    "jsonl": JsonlSourceConfig,
+    "parquet": ParquetSourceConfig,
+    "text": TextSourceConfig,
+    "warc": WarcSourceConfig,
+    "html": HtmlSourceConfig,
+    "hf": HfSourceConfig,
+    "python-stdlib": StdlibSourceConfig,
+}
+FILE_SOURCE_TYPES = tuple(t for t, model in SOURCE_TYPES.items() if issubclass(model, _FileSource))
+
+
+def _source_tag(value: Any) -> str:
+    # bracketed, so recipe error messages leave the union branch out of the dotted key
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"[{kind}]"
+
+
+SourceConfig = Annotated[
+    Union[tuple(Annotated[model, Tag(f"[{kind}]")] for kind, model in SOURCE_TYPES.items())],  # noqa: UP007
+    Discriminator(_source_tag),
+]
+
+
+def _source_key_problem(i: int, raw: dict[str, Any]) -> str | None:
+    """Why a raw `[[data.sources]]` table is wrong in its keys (unknown type, a key of another type, no
+    path), or None."""
+    where = f"data.sources[{i}]" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
+    kind = raw.get("type")
+    if kind not in SOURCE_TYPES:
+        shown = "missing" if kind is None else f"{kind!r} is not a source type"
+        return f"{where}.type: {shown}; expected one of {', '.join(SOURCE_TYPES)}"
+    model = SOURCE_TYPES[kind]
+    for key in raw:
+        if key in model.model_fields:
+            continue
+        owners = [t for t, m in SOURCE_TYPES.items() if key in m.model_fields]
+        if owners:
+            return (
+                f"{where}.{key}: does not apply to a {kind!r} source (only to {', '.join(owners)}); "
+                f"keys of a {kind} source: {', '.join(model.model_fields)}"
+            )
+        return f"{where}: unknown key {key!r}; keys of a {kind} source: {', '.join(model.model_fields)}"
+    if "path" in model.model_fields and "path" not in raw:
+        return f"{where}: a {kind} source needs a path"
+    return None
 
 
 class StepConfig(Table):
@@ -51,7 +149,22 @@ class DataConfig(Table):
     executor: Literal["local", "slurm", "ray"] = "local"
     slurm_partition: str | None = None
     slurm_time: str = "24:00:00"
+    slurm_max_parallel: int | None = Field(
+        None, ge=1, description="Slurm array limit (%N): tasks running at once; unset: no limit."
+    )
+    slurm_wait: bool = Field(
+        False, description="Wait for the submitted jobs and assemble the dataset in the same command."
+    )
     on_bad_record: Literal["fail", "skip"] = "fail"
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _check_source_keys(cls, value: Any) -> Any:
+        for i, raw in enumerate(value if isinstance(value, list) else []):
+            problem = _source_key_problem(i, raw) if isinstance(raw, dict) else None
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 # ------------------------------------------------------------------------------------------ step options
@@ -68,8 +181,20 @@ class _Options(Table):
 
 
 class HtmlToTextOptions(_Options):
+    """trafilatura's `extract` options (Barbaresi 2021). `deduplicate` is off: trafilatura's own dedup drops
+    text seen in earlier pages of the same process, so a page's fate depends on the pages before it."""
+
     favour_precision: bool = True
-    timeout: float = Field(1.0, gt=0)
+    favour_recall: bool = False
+    deduplicate: bool = False
+    include_comments: bool = False
+    include_tables: bool = True
+    include_links: bool = False
+    target_language: str | None = Field(None, description="ISO 639-1 code: drop pages in other languages.")
+    timeout: float = Field(1.0, gt=0, description="Seconds per page before it is dropped as a timeout.")
+    max_dropped_samples: int = Field(
+        20, ge=0, description="Dropped pages kept whole in the dataset's dropped/ folder (ids: all)."
+    )
 
 
 class FtfyOptions(_Options):
@@ -99,7 +224,7 @@ class LineFilterOptions(_Options):
 class LanguageOptions(_Options):
     languages: list[str] = Field(default_factory=lambda: ["en"])
     threshold: float = Field(0.65, ge=0, le=1)
-    model_path: str | None = None
+    model_path: RecipePath | None = None
 
 
 class CodeQualityOptions(_Options):
@@ -164,7 +289,9 @@ class QualityClassifierOptions(_Options):
     """Keep by a `classifier` artifact's score: `threshold`, or GPT-3's Pareto sampling with α = 9 (Brown et
     al. 2020, Appendix A)."""
 
-    model: str = Field(min_length=1, description="A classifier artifact (llmforge data train-classifier).")
+    model: RecipePath = Field(
+        min_length=1, description="A classifier artifact (llmforge data train-classifier)."
+    )
     mode: Literal["threshold", "pareto"] = "threshold"
     threshold: float = Field(0.5, ge=0, le=1)
     alpha: float = Field(9.0, gt=0)
@@ -197,20 +324,20 @@ class LineDedupOptions(_GlobalOptions):
 class DecontaminateOptions(_Options):
     """GPT-3 (Brown et al. 2020, Appendix C): 13-gram overlap with an evaluation set."""
 
-    eval_files: list[str] = Field(min_length=1)
+    eval_files: list[RecipePath] = Field(min_length=1)
     text_keys: list[str] = Field(default_factory=list)
     ngram: int = Field(13, ge=1)
     action: Literal["drop", "report"] = "drop"
 
 
 class BlocklistOptions(_Options):
-    path: str | None = None
+    path: RecipePath | None = None
     max_matches: int = Field(0, ge=0)
 
 
 class CounterfactualOptions(_Options):
     mode: Literal["neutral", "swap"] = "neutral"
-    path: str | None = None
+    path: RecipePath | None = None
     augment: bool = False
 
 

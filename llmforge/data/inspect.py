@@ -45,6 +45,7 @@ def dataset_stats(path: Path) -> dict[str, Any]:
             "docs_out": s["docs_out"],
             "dropped": s["dropped"],
             "examples": s.get("examples", {}),
+            **{k: s[k] for k in ("dropped_ids", "matches_per_eval_item") if k in s},
         }
         for s in report.get("steps", [])
     }

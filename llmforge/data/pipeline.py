@@ -163,10 +163,17 @@ def plan_stages(cfg: DataConfig, steps: list[tuple[str, Any]], work: Path, seed:
     passes = 1
     for i, (kind, opts) in enumerate(steps):
         label = f"{i:02d}.{kind}"
-        examples = RemovedExamples(work / EXAMPLES_DIR / label, default_reason=kind)
+        if kind == "html_to_text":  # every dropped page is named in the report, a sample kept whole
+            examples = RemovedExamples(
+                work / EXAMPLES_DIR / label, kind, every_id=True, full_documents=opts.max_dropped_samples
+            )
+        else:
+            examples = RemovedExamples(work / EXAMPLES_DIR / label, default_reason=kind)
         if kind not in DEDUP_STEPS:
             step = build_step(kind, opts)
-            if isinstance(step, BaseFilter):  # datatrove filters hand each removed document to this writer
+            if (
+                isinstance(step, BaseFilter) or kind == "html_to_text"
+            ):  # these hand each removed document here
                 step.exclusion_writer = examples
             current.append(Metered(step, label, only=opts.sources))
             metered.append(label)
@@ -220,12 +227,43 @@ def plan_stages(cfg: DataConfig, steps: list[tuple[str, Any]], work: Path, seed:
     return stages
 
 
-def run_stages(stages: list[Stage], cfg: DataConfig, *, verbose: bool = False) -> None:
-    """Run every stage in order on the configured executor, with a progress bar over tasks."""
+MIN_BYTES_PER_WORKER = 8 * 2**20
+
+
+def local_workers(requested: int, input_bytes: int | None) -> int:
+    """Worker processes for the local executor: as asked, but one per `MIN_BYTES_PER_WORKER` of input at most
+    (unknown size, e.g. an `hf` source: as asked). Each stage with more than one worker starts a process pool
+    and a manager process; on a few MB that costs more than the work it shares. The task count, which shapes
+    the shards, does not change, so neither does the dataset."""
+    if input_bytes is None:
+        return requested
+    return max(1, min(requested, input_bytes // MIN_BYTES_PER_WORKER))
+
+
+def _hold_console_across_fork() -> None:
+    """Pool workers are forked (they inherit the imported modules; spawn and forkserver re-import spaCy,
+    datatrove and the pipeline in every worker of every stage, which made 2 workers slower than 1). The fork
+    happens in the executor's thread while the progress bar redraws from others: holding the console's lock
+    across the fork keeps a child from inheriting it locked mid-write."""
+    from llmforge.console import console
+
+    lock = console._lock  # rich's RLock around every write to the terminal
+    os.register_at_fork(before=lock.acquire, after_in_parent=lock.release, after_in_child=lock.release)
+
+
+_hold_console_across_fork()
+
+
+def run_stages(
+    stages: list[Stage], cfg: DataConfig, *, workers: int | None = None, verbose: bool = False
+) -> None:
+    """Run every stage in order on the configured executor, with a progress bar over tasks; `workers`: local
+    worker processes (default `cfg.workers`)."""
+    workers = workers or cfg.workers
     if not verbose:
         logger.disable("datatrove")
     if cfg.executor == "slurm":
-        _submit_slurm(stages, cfg)
+        _run_slurm(stages, cfg)
         return
     if cfg.executor == "ray":
         _run_ray(stages, cfg)
@@ -234,8 +272,9 @@ def run_stages(stages: list[Stage], cfg: DataConfig, *, verbose: bool = False) -
         executor = _QuietLocalExecutor(
             stage.pipeline,
             tasks=stage.tasks,
-            workers=min(cfg.workers, stage.tasks),
+            workers=min(workers, stage.tasks),
             logging_dir=str(stage.logs),
+            start_method="fork",
             verbose=verbose,
         )
         _run_with_progress(executor, stage)
@@ -260,6 +299,8 @@ def _run_with_progress(executor, stage: Stage) -> None:
             thread.join(0.25)
             done = len(list(done_dir.glob("*"))) if done_dir.is_dir() else 0
             bar.update(task, completed=done, rate=rate_text(done, time.perf_counter() - start, "tasks"))
+        if errors:  # the error line stands alone (one line for a user error, as everywhere)
+            bar.update(task, visible=False)
     if errors:
         err = errors[0]
         if isinstance(err, UserError):
@@ -267,12 +308,25 @@ def _run_with_progress(executor, stage: Stage) -> None:
         raise RuntimeError(f"{stage.name}: {type(err).__name__}: {err} (logs: {stage.logs}/logs)") from err
 
 
-def _submit_slurm(stages: list[Stage], cfg: DataConfig) -> None:
+def stage_done(stage: Stage) -> bool:
+    """Every task of the stage left its datatrove completion marker (`completions/<rank>`)."""
+    done = stage.logs / "completions"
+    return all((done / f"{rank:05d}").is_file() for rank in range(stage.tasks))
+
+
+def _run_slurm(stages: list[Stage], cfg: DataConfig, poll_s: float = 30.0) -> None:
+    """Submit → wait (`slurm_wait`) or re-run → assemble. Stages whose tasks are all done are not submitted
+    (datatrove skips them); when every stage is done this returns at once and the caller assembles the
+    dataset. Otherwise the stages go to Slurm as job arrays chained by `afterok`/`afterany` dependencies;
+    then either wait for every completion marker, or raise `SlurmSubmitted` telling the user to run the same
+    command again once the jobs end."""
     from datatrove.executor import SlurmPipelineExecutor
 
     if not cfg.slurm_partition:
         raise UserError('data.slurm_partition: required with data.executor = "slurm"')
-    previous = None
+    if all(stage_done(s) for s in stages):
+        return
+    executors, previous = [], None
     for stage in stages:
         previous = SlurmPipelineExecutor(
             stage.pipeline,
@@ -282,13 +336,47 @@ def _submit_slurm(stages: list[Stage], cfg: DataConfig) -> None:
             logging_dir=str(stage.logs),
             job_name=f"llmforge-{stage.logs.name}",
             depends=previous,
-            workers=cfg.workers,
+            workers=cfg.slurm_max_parallel or -1,  # the array limit %N; -1: no limit
         )
-    previous.run()  # submits every stage, chained by Slurm dependencies
-    raise SlurmSubmitted(
-        f"submitted {len(stages)} Slurm stage(s); run the same command again when they "
-        "finish to assemble the dataset (finished tasks are not re-run)"
+        executors.append(previous)
+    previous.run()  # submits the stages that are not done, each after the one before
+    job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
+    if not cfg.slurm_wait:
+        raise SlurmSubmitted(
+            f"submitted {len(job_ids)} Slurm job(s) ({', '.join(job_ids)}); run the same command again when "
+            "they finish to assemble the dataset (finished tasks are not re-run), or set data.slurm_wait = true"
+        )
+    _wait_for_slurm(stages, job_ids, poll_s)
+
+
+def _wait_for_slurm(stages: list[Stage], job_ids: list[str], poll_s: float) -> None:
+    with progress() as bar:
+        task = bar.add_task("slurm: stages done", total=len(stages), rate="")
+        while True:
+            done = sum(stage_done(s) for s in stages)
+            bar.update(task, completed=done)
+            if done == len(stages):
+                return
+            if not slurm_jobs_pending(job_ids):
+                missing = [s for s in stages if not stage_done(s)]
+                raise RuntimeError(
+                    f"Slurm jobs {', '.join(job_ids)} ended but {missing[0].name} has unfinished tasks "
+                    f"(logs: {missing[0].logs}/logs); run the same command again to resubmit them"
+                )
+            time.sleep(poll_s)
+
+
+def slurm_jobs_pending(job_ids: list[str]) -> bool:
+    """Whether any of the jobs is still queued or running (`squeue`)."""
+    import subprocess
+
+    out = subprocess.run(
+        ["squeue", "--noheader", "--format=%i", "--jobs", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    return bool(out.stdout.strip())
 
 
 class SlurmSubmitted(Exception):

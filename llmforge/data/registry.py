@@ -32,7 +32,7 @@ def validate_steps(steps: list[StepConfig], source_names: list[str]) -> list[tup
             valid = ", ".join(model.model_fields) or "(none)"
             raise UserError(f"{where}: unknown option {unknown[0]!r}; valid options: {valid}")
         try:
-            opts = model.model_validate(options)
+            opts = model.model_validate(options, context=step.path_context())
         except ValidationError as e:
             err = e.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
@@ -48,13 +48,27 @@ def validate_steps(steps: list[StepConfig], source_names: list[str]) -> list[tup
     return checked
 
 
+def with_html_extraction(steps: list[tuple[str, Any]], sources: list[Any]) -> list[tuple[str, Any]]:
+    """`html` sources hold pages until an `html_to_text` step: when no step covers some of them, one with
+    default options, scoped to those sources, goes first."""
+    from llmforge.data.config import HtmlToTextOptions
+
+    html = [s.name for s in sources if s.type == "html"]
+    for kind, opts in steps:
+        if kind == "html_to_text":
+            html = [] if opts.sources is None else [n for n in html if n not in opts.sources]
+    if not html:
+        return steps
+    return [("html_to_text", HtmlToTextOptions(sources=html)), *steps]
+
+
 def build_step(kind: str, opts: Any):
     """The datatrove step for a non-dedup step type (heavy imports happen here, not at module import)."""
     o = opts.model_dump(exclude={"sources"})
     if kind == "html_to_text":
-        from datatrove.pipeline.extractors import Trafilatura
+        from llmforge.data.steps.html import HtmlToText
 
-        return Trafilatura(favour_precision=o["favour_precision"], timeout=o["timeout"])
+        return HtmlToText(**{k: v for k, v in o.items() if k != "max_dropped_samples"})
     if kind == "ftfy":
         from datatrove.pipeline.formatters import FTFYFormatter
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.data.pipeline import Stage
-from llmforge.data.steps.examples import read_examples
+from llmforge.data.steps.examples import read_examples, read_removed_ids
 
 _COUNTERS = ("docs_in", "docs_out", "bytes_in", "bytes_out")
 _BOOKKEEPING = {"total", "forwarded", "dropped", "doc_len", "doc_len_tokens"}
@@ -20,7 +20,7 @@ _STEP_TIMINGS = ("seconds", "docs_per_s", "mb_per_s")
 
 # How a build ran, not what it produced: the same shards come out whatever these are (the task count,
 # which does shape the shards, stays in report.json).
-_RUN_DETAILS = ("seconds", "resumed", "workers", "executor")
+_RUN_DETAILS = ("seconds", "resumed", "workers", "workers_requested", "executor")
 
 
 def split_timings(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -65,6 +65,9 @@ def collect_steps(stages: list[Stage], examples_dir: Path) -> tuple[list[dict[st
     steps = [_step_entry(label, sums[label], seconds[label]) for label in order]
     for step in steps:
         step["examples"] = read_examples(examples_dir / step["step"])
+        ids = read_removed_ids(examples_dir / step["step"])
+        if ids is not None:
+            step["dropped_ids"] = ids
     return steps, bad_records
 
 
@@ -88,6 +91,9 @@ def _step_entry(label: str, stats: dict[str, float], seconds: float) -> dict[str
         for k, v in stats.items()
         if "/" not in k and k not in _COUNTERS and k not in _BOOKKEEPING and not k.startswith("dropped")
     }
+    items = {k.removeprefix("eval_item/"): int(v) for k, v in stats.items() if k.startswith("eval_item/")}
+    if items or label.endswith(".decontaminate"):  # documents matched per evaluation item, most first
+        entry["matches_per_eval_item"] = dict(sorted(items.items(), key=lambda kv: (-kv[1], kv[0])))
     entry["seconds"] = round(seconds, 3)
     entry["docs_per_s"] = round(entry["docs_in"] / seconds, 1) if seconds > 0 else None
     entry["mb_per_s"] = round(entry["bytes_in"] / 1e6 / seconds, 3) if seconds > 0 else None

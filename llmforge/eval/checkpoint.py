@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,77 @@ def resolve(path: str | Path) -> Path:
         raise UserError(
             f"{path}: not a checkpoint (no manifest.json) nor a Hugging Face model dir (no config.json)"
         )
+    check_weights(path)
     return path
+
+
+def model_config(path: Path) -> dict[str, Any]:
+    """config.json of a model dir, read without transformers."""
+    f = path / "config.json"
+    try:
+        config = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{f}: not a readable JSON config ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{f}: expected a JSON object")
+    return config
+
+
+def context_length(path: Path) -> int | None:
+    """The model's context in tokens, from config.json (the keys lm-eval reads too), or None if it gives none."""
+    config = model_config(path)
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a model dir: model.safetensors, or the shards its index names."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, json.JSONDecodeError, KeyError, AttributeError, TypeError) as e:
+            raise UserError(f"{index}: not a safetensors index ({e})") from None
+        return [path / name for name in names]
+    single = path / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
+def check_safetensors(f: Path) -> None:
+    """Exit 2 naming `f` when its header is unreadable or its tensors do not fit the file (a truncated copy).
+
+    Layout (the safetensors format): 8 bytes little-endian header length N, N bytes of JSON header whose
+    tensors give `data_offsets` into the data that follows; the last offset is the data's size."""
+    if not f.is_file():
+        raise UserError(f"{f}: weights file missing")
+    size = f.stat().st_size
+    with open(f, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise UserError(f"{f}: damaged safetensors file ({size} bytes, shorter than its header)")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise UserError(
+                f"{f}: damaged safetensors file (header of {n} bytes in a {size}-byte file; truncated or corrupted)"
+            )
+        try:
+            header = json.loads(fh.read(n))
+            ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, IndexError):
+            raise UserError(f"{f}: damaged safetensors file (its header is not valid JSON)") from None
+    data = size - 8 - n
+    if max(ends, default=0) != data:
+        raise UserError(
+            f"{f}: damaged safetensors file (tensors need {max(ends, default=0)} bytes of data, the file has "
+            f"{data}; truncated or corrupted)"
+        )
+
+
+def check_weights(path: Path) -> None:
+    for f in weight_files(path):
+        check_safetensors(f)
 
 
 def pick_device(device: str | None) -> str:
@@ -33,6 +105,7 @@ def pick_device(device: str | None) -> str:
 
 def load(path: str | Path, device: str | None = None) -> tuple[Any, Any]:
     """(model in eval mode on `device`, tokenizer), or exit 2 naming what did not load."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(path)
@@ -42,6 +115,9 @@ def load(path: str | Path, device: str | None = None) -> tuple[Any, Any]:
         raise UserError(f"{path}: tokenizer does not load ({e})") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(path)
+    except SafetensorError as e:
+        names = ", ".join(map(str, weight_files(path))) or str(path)
+        raise UserError(f"{names}: damaged safetensors file ({e})") from None
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise UserError(f"{path}: model does not load ({e})") from None
     return model.to(pick_device(device)).eval(), tokenizer

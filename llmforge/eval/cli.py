@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from llmforge.console import UserError, emit_json, info, state, summary_table
+from llmforge.console import UserError, emit_json, info, state, summary_table, warn
+from llmforge.eval import outputs
 from llmforge.eval.config import EvalConfig
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 CKPT_HELP = "A checkpoint artifact (runs/<name>/checkpoints/step-NNNNNN) or any local Hugging Face model dir."
 OUT_HELP = "Report directory (default: <run>/reports/<command>/<checkpoint> next to the checkpoint's run)."
 JSON_HELP = "Print the results as JSON on stdout (nothing else goes to stdout)."
+FORCE_HELP = "Replace an existing report at --out (without it an existing report is never overwritten)."
 
 
 def _default_out(model_dir: Path, command: str) -> Path:
@@ -115,14 +117,17 @@ def run(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set eval.limit=50."),
     out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run lm-evaluation-harness tasks on a checkpoint and write a report artifact (results.json + report.md).
 
     With --data-dir the tasks run offline from local files in their public formats (`llmforge eval tasks` lists
     them and the files they read); without it the harness's own registry (which downloads data) is used.
+    An existing report at --out is refused unless --force is given. A request longer than the model's context
+    is truncated from the left (as lm-eval does); the report counts the documents cut, per task.
 
-    Example: llmforge eval run runs/tiny/checkpoints/step-000300 --tasks piqa --limit 50 --data-dir ../shared/data
+    Example: llmforge eval run runs/tiny/checkpoints/step-000200 --tasks piqa --limit 50 --data-dir ../shared/data
     """
     from llmforge.eval import checkpoint as ckpt
     from llmforge.eval import tasks as task_names
@@ -143,6 +148,8 @@ def run(
         "data_dir": str(data_dir.resolve()) if data_dir else None,
     }
     model_dir = ckpt.resolve(checkpoint)
+    out = out or _default_out(model_dir, "eval")
+    outputs.report_dir(out, force=force)
     offline = _offline(data_dir)
     _quiet_libraries()
     from llmforge.eval import harness, report
@@ -165,8 +172,10 @@ def run(
             device=settings["device"],
             max_gen_toks=settings["max_gen_toks"],
         )
-    results["llmforge"] = {"seconds": time.perf_counter() - start, **settings}
-    out = out or _default_out(model_dir, "eval")
+    truncated = results.pop("truncated", {})
+    results["llmforge"] = {"seconds": time.perf_counter() - start, **settings, "truncated": truncated}
+    if line := harness.truncation_line(truncated):
+        warn(line)
     report.write(
         out,
         results,
@@ -204,6 +213,8 @@ def list_tasks(
     """
     from llmforge.eval.tasks import OFFLINE_TASKS, PRESETS, task_rows, write_include_dir
 
+    if export is not None:
+        outputs.directory(export, flag="--export")
     available = {}
     for name in OFFLINE_TASKS:
         if data_dir is None:
@@ -246,19 +257,38 @@ def perplexity(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per forward pass."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, … (default: cuda if available)."),
     out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Perplexity and bits-per-byte on held-out text or a tokens artifact's val split (sliding window).
 
-    Example: llmforge eval perplexity runs/tiny/checkpoints/step-000300 --tokens runs/tiny/tokens --stride 128
+    Both are computed over the same tokens: those a window scores (token 0 and, at stride = window, each
+    window's first token are context only), EOS targets excluded as in lm-eval's rolling log-likelihood.
+    --window may not exceed the model's context. An existing report at --out is refused unless --force.
+
+    Example: llmforge eval perplexity runs/tiny/checkpoints/step-000200 --tokens runs/tiny/tokens --stride 128
     """
     if (tokens is None) == (text is None):
         raise UserError("--tokens/--text: give exactly one of them")
+    from llmforge.artifacts import require
     from llmforge.eval import checkpoint as ckpt
     from llmforge.eval import perplexity as ppl
     from llmforge.eval import report
 
     model_dir = ckpt.resolve(checkpoint)
+    if tokens is not None:
+        require(tokens, "tokens")
+    elif not text.is_file():
+        raise UserError(f"{text}: no such text file")
+    context = ckpt.context_length(model_dir)
+    if window is not None and context is not None and window > context:
+        raise UserError(
+            f"--window {window}: larger than the model's context ({context} tokens in {model_dir})"
+        )
+    if window is not None and stride is not None and stride > window:
+        raise UserError(f"--stride {stride}: must be between 1 and the window ({window})")
+    out = out or _default_out(model_dir, "perplexity")
+    outputs.report_dir(out, force=force)
     _quiet_libraries()
     model, tokenizer = ckpt.load(model_dir, device)
     source = tokens if tokens is not None else text
@@ -268,11 +298,10 @@ def perplexity(
     else:
         ids, n_bytes = ppl.text_stream(tokenizer, text, max_tokens)
         name = f"perplexity:{text.name}"
-    window = window or model.config.max_position_embeddings
+    window = window or context or model.config.max_position_embeddings
     stride = stride or max(1, window // 2)
-    result = ppl.measure(model, ids, n_bytes, window=window, stride=stride, batch_size=batch_size)
+    result = ppl.measure(model, tokenizer, ids, n_bytes, window=window, stride=stride, batch_size=batch_size)
     results = ppl.as_results(name, result, model_dir)
-    out = out or _default_out(model_dir, "perplexity")
     report.write(
         out,
         results,
@@ -309,22 +338,38 @@ def samples(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Tokens generated per prompt."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy decoding."),
     seed: int = typer.Option(1234, "--seed", help="Sampling seed (temperature > 0)."),
+    batch_size: int = typer.Option(
+        8, "--batch-size", min=1, help="Prompts generated together (left-padded)."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, … (default: cuda if available)."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing sheet at --out (it may hold ratings)."
+    ),
 ) -> None:
     """Generate completions into a review sheet (prompt, output, empty rating and comment columns).
 
-    Example: llmforge eval samples runs/tiny/checkpoints/step-000300 --prompts prompts.txt --out sheet.csv
+    --out must be a file path, checked before anything is generated; an existing sheet (perhaps already
+    rated) is refused unless --force is given.
+
+    Example: llmforge eval samples runs/tiny/checkpoints/step-000200 --prompts prompts.txt --out sheet.csv
     """
     from llmforge.eval import checkpoint as ckpt
     from llmforge.eval import samples as sheets
 
     texts = sheets.read_prompts(prompts)
+    outputs.file(out, example="sheet.csv", force=force)
     _quiet_libraries()
     model, tokenizer = ckpt.load(ckpt.resolve(checkpoint), device)
-    outputs = sheets.generate(
-        model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    completions = sheets.generate(
+        model,
+        tokenizer,
+        texts,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        batch_size=batch_size,
     )
-    sheets.write_sheet(out, texts, outputs)
+    sheets.write_sheet(out, texts, completions)
     info(
         f"wrote {len(texts)} samples to {out}; fill in the 'rating' (and 'comment') column, then: llmforge eval ratings {out}"
     )
@@ -373,13 +418,15 @@ def compare(
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Compare reports across checkpoints: one column per model, delta = last − first, optional plot.
+    """Compare reports across checkpoints: one column per model (named run/step), delta = last − first, optional plot.
 
-    Example: llmforge eval compare runs/tiny/reports/*/step-000050 runs/tiny/reports/*/step-000300 --png cmp.png
+    Example: llmforge eval compare runs/tiny/reports/*/step-000050 runs/tiny/reports/*/step-000200 --png cmp.png
     """
     from llmforge.eval.compare import load, plot
     from llmforge.eval.report import fmt
 
+    if png is not None:
+        outputs.file(png, flag="--png", example="compare.png")
     comparison = load(reports)
     if png is not None:
         plot(comparison, png)

@@ -1,7 +1,8 @@
 """Comparing reports across checkpoints (training progress, before/after fine-tuning): a table and a plot.
 
 Reports of the same model (e.g. a benchmark report and a perplexity report of one checkpoint) merge into one
-column; columns keep the order the reports were given in, and the delta is last column minus first.
+column; columns keep the order the reports were given in, and the delta is last column minus first. A column is
+named by run and step (`tiny/step-000300`); models that would still share a name are named by their path.
 """
 
 from __future__ import annotations
@@ -45,15 +46,24 @@ class Comparison:
 def load(paths: list[Path]) -> Comparison:
     if not paths:
         raise UserError("compare: give at least one report")
+    reports = [report.read(path) for path in paths]
+    names = _column_names([r.model for r in reports], {r.model: r.label for r in reports})
     models: list[str] = []
     rows: dict[tuple[str, str, str], dict[str, report.Metric]] = {}
-    for path in paths:
-        model, results = report.read(path)
-        if model not in models:
-            models.append(model)
-        for m in report.metrics(results):
-            rows.setdefault((m.task, m.metric, m.filter), {})[model] = m
+    for r in reports:
+        column = names[r.model]
+        if column not in models:
+            models.append(column)
+        for m in report.metrics(r.results):
+            rows.setdefault((m.task, m.metric, m.filter), {})[column] = m
     return Comparison(models, rows)
+
+
+def _column_names(models: list[str], labels: dict[str, str]) -> dict[str, str]:
+    """One name per distinct model: its label, or its path where two models share a label."""
+    distinct = list(dict.fromkeys(models))
+    taken = [labels[m] for m in distinct]
+    return {m: labels[m] if taken.count(labels[m]) == 1 else m for m in distinct}
 
 
 def plot(comparison: Comparison, out: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from llmforge.recipe_base import Table
+from llmforge.recipe_base import RecipePath, Table
 
 
 class EvalConfig(Table):
@@ -12,6 +12,6 @@ class EvalConfig(Table):
     num_fewshot: int = Field(0, ge=0)
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
-    data_dir: str | None = None  # public benchmark files: run the tasks offline
+    data_dir: RecipePath | None = None  # public benchmark files: run the tasks offline
     device: str | None = None
     max_gen_toks: int | None = Field(None, ge=1)

@@ -5,7 +5,13 @@ predicts it with the most context (the strided evaluation of the Hugging Face "P
 models" guide; with stride = window the windows do not overlap and each window's first token goes unscored).
 
     perplexity    = exp(sum NLL / scored tokens)
-    bits per byte = sum NLL / (ln 2 · UTF-8 bytes)  =  log2(perplexity) · tokens / bytes
+    bits per byte = sum NLL / (ln 2 · UTF-8 bytes of the scored tokens)
+
+Both sums run over exactly the same tokens: the targets the windows score, EOS excluded. Token 0 (and, at
+stride = window, the first token of every window) is never a target, so its bytes are not counted. EOS
+separates documents and has no bytes; following lm-eval's rolling log-likelihood (each document is scored
+after an EOS/BOS prefix and its end is never predicted), EOS is used as context but is not a target, so its
+NLL is in neither sum.
 
 Bits per byte does not depend on the tokenizer, so models with different vocabularies compare fairly
 (the reason Gao et al., 2020, "The Pile", report BPB rather than perplexity).
@@ -56,8 +62,29 @@ def spans(n_tokens: int, window: int, stride: int) -> list[Span]:
     return out
 
 
-def total_nll(model: Any, ids: np.ndarray, window: int, stride: int, batch_size: int) -> tuple[float, int]:
-    """(sum of next-token NLL in nats, number of scored tokens) over the stream `ids`."""
+def never_scored(n_tokens: int, plan: list[Span]) -> list[int]:
+    """Positions no window scores: token 0, and at stride = window the first token of every window."""
+    scored = np.zeros(n_tokens, dtype=bool)
+    for s in plan:
+        scored[s.end - s.scored : s.end] = True
+    return np.flatnonzero(~scored).tolist()
+
+
+def token_bytes(tokenizer: Any, ids: np.ndarray, i: int, context: int = 8) -> int:
+    """UTF-8 bytes that token `i` adds to the decoded text. A few tokens before it are decoded with it, so a
+    character split across tokens is counted once and a decoder's start-of-text rule does not apply to it."""
+    lo = max(0, i - context)
+
+    def decoded(end: int) -> int:
+        return len(tokenizer.decode(ids[lo:end].tolist(), skip_special_tokens=True).encode("utf-8"))
+
+    return decoded(i + 1) - decoded(i)
+
+
+def total_nll(
+    model: Any, ids: np.ndarray, window: int, stride: int, batch_size: int, eos_id: int | None = None
+) -> tuple[float, int]:
+    """(sum of next-token NLL in nats, number of scored tokens) over the stream `ids`; EOS targets excluded."""
     import torch
 
     device = next(model.parameters()).device
@@ -73,25 +100,40 @@ def total_nll(model: Any, ids: np.ndarray, window: int, stride: int, batch_size:
         for batch in track(batches, description="perplexity", unit="windows"):
             x = torch.tensor(np.stack([ids[s.begin : s.end] for s in batch]), dtype=torch.long, device=device)
             logp = torch.log_softmax(model(x).logits[:, :-1].float(), dim=-1)
-            token_nll = -logp.gather(-1, x[:, 1:, None]).squeeze(-1)
-            for row, s in zip(token_nll, batch, strict=True):
-                nll += float(row[-s.scored :].double().sum())
-                count += s.scored
+            targets = x[:, 1:]
+            token_nll = -logp.gather(-1, targets[..., None]).squeeze(-1)
+            for row, target, s in zip(token_nll, targets, batch, strict=True):
+                keep = target[-s.scored :] != (-1 if eos_id is None else eos_id)
+                nll += float(row[-s.scored :][keep].double().sum())
+                count += int(keep.sum())
     return nll, count
 
 
 def measure(
-    model: Any, ids: np.ndarray, n_bytes: int, *, window: int, stride: int, batch_size: int
+    model: Any,
+    tokenizer: Any,
+    ids: np.ndarray,
+    n_bytes: int,
+    *,
+    window: int,
+    stride: int,
+    batch_size: int,
 ) -> Perplexity:
+    """Perplexity and bits per byte over the scored tokens; `n_bytes` are the UTF-8 bytes `ids` cover."""
     if len(ids) < 2:
         raise UserError(f"the text has {len(ids)} token(s); perplexity needs at least 2")
-    nll, count = total_nll(model, ids, window, stride, batch_size)
+    eos_id = tokenizer.eos_token_id
+    nll, count = total_nll(model, ids, window, stride, batch_size, eos_id)
+    if count == 0:
+        raise UserError("the text has no token to score besides EOS; perplexity needs at least 2 tokens")
+    unscored = never_scored(len(ids), spans(len(ids), window, stride))
+    scored_bytes = n_bytes - sum(token_bytes(tokenizer, ids, i) for i in unscored)
     return Perplexity(
         perplexity=math.exp(nll / count),
-        bits_per_byte=nll / (math.log(2) * n_bytes),
+        bits_per_byte=nll / (math.log(2) * scored_bytes),
         nll_per_token=nll / count,
         tokens=count,
-        bytes=n_bytes,
+        bytes=scored_bytes,
         window=window,
         stride=stride,
     )

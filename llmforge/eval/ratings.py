@@ -9,6 +9,8 @@ the squared difference as distance, `nominal` counts any disagreement as 1.
 from __future__ import annotations
 
 import csv
+import io
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,33 +34,41 @@ def _parse(value: str, where: str) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise UserError(f"{where}: rating {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"{where}: rating {value!r} is not a finite number")
+    return number
 
 
 def read_sheets(paths: list[Path]) -> Ratings:
     """Each sheet is one rater (named by its file stem) unless it has several `rating…` columns, one per rater."""
     ratings = Ratings(raters=[])
     for path in paths:
-        if not path.is_file():
-            raise UserError(f"{path}: no such sheet")
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            columns = [c for c in reader.fieldnames or [] if c.lower().startswith("rating")]
-            if "id" not in (reader.fieldnames or []) or not columns:
-                raise UserError(
-                    f"{path}: a review sheet needs an 'id' column and at least one 'rating' column"
-                )
-            names = {c: path.stem if len(columns) == 1 else f"{path.stem}:{c}" for c in columns}
-            ratings.raters += names.values()
-            for n, row in enumerate(reader, 2):
-                per_rater = ratings.items.setdefault(row["id"], {})
-                for c, rater in names.items():
-                    per_rater[rater] = _parse(row[c] or "", f"{path}:{n}")
+        _read_sheet(path, ratings)
     if not ratings.values():
         raise UserError(f"{', '.join(map(str, paths))}: no ratings filled in")
     return ratings
+
+
+def _read_sheet(path: Path, ratings: Ratings) -> None:
+    if not path.is_file():
+        raise UserError(f"{path}: no such sheet")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheets often save UTF-8 with a byte-order mark
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e}); save the sheet as CSV UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = [c for c in reader.fieldnames or [] if c.lower().startswith("rating")]
+    if "id" not in (reader.fieldnames or []) or not columns:
+        raise UserError(f"{path}: a review sheet needs an 'id' column and at least one 'rating' column")
+    names = {c: path.stem if len(columns) == 1 else f"{path.stem}:{c}" for c in columns}
+    ratings.raters += names.values()
+    for row in reader:
+        per_rater = ratings.items.setdefault(row["id"], {})
+        for c, rater in names.items():
+            per_rater[rater] = _parse(row[c] or "", f"{path}:{reader.line_num}")
 
 
 def krippendorff_alpha(units: list[list[float]], level: str = "interval") -> float:

@@ -90,12 +90,23 @@ def write(
 
 
 def model_label(model_dir: Path) -> str:
-    """`step-000300` for a checkpoint dir, else the directory name."""
-    return Path(model_dir).resolve().name
+    """`<run>/step-000300` for a checkpoint of a run (`runs/<run>/checkpoints/step-000300`), else the
+    directory name: two runs' checkpoints of one step stay apart."""
+    resolved = Path(model_dir).resolve()
+    if resolved.parent.name == "checkpoints":
+        return f"{resolved.parent.parent.name}/{resolved.name}"
+    return resolved.name
 
 
-def read(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """(model label, results dict) of a report artifact; exit 2 if it is not one."""
+@dataclass(frozen=True)
+class Report:
+    model: str  # the evaluated model's resolved path
+    label: str  # how tables name it (model_label)
+    results: dict[str, Any]
+
+
+def read(path: str | Path) -> Report:
+    """A report artifact's results and the model it evaluated; exit 2 if it is not one."""
     path = Path(path)
     manifest = require(path, "report")
     f = path / RESULTS
@@ -103,4 +114,6 @@ def read(path: str | Path) -> tuple[str, dict[str, Any]]:
         results = json.loads(f.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{f}: unreadable results ({e})") from None
-    return manifest["stats"].get("model", path.name), results
+    inputs = manifest.get("inputs") or [{}]
+    model = str(inputs[0].get("path") or manifest["stats"].get("model", path.name))
+    return Report(model, model_label(Path(model)), results)

@@ -9,6 +9,7 @@ prompts match the harness's own tasks.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable
@@ -28,35 +29,70 @@ def _need(path: Path, task: str) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> list[Row]:
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e})") from None
+
+
+def _jsonl(path: Path) -> list[tuple[str, Row]]:
+    """(`file:line`, row) for every JSON object line of `path`."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{n}: not a JSON line ({e})") from None
+    for n, line in enumerate(_text(path).split("\n"), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: not a JSON line ({e})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{n}: expected a JSON object, found {type(row).__name__}")
+            rows.append((f"{path}:{n}", row))
     return rows
 
 
-def _field(path: Path, row: Row, *keys: str) -> Any:
+def _csv(path: Path) -> list[tuple[str, Row]]:
+    """(`file:line`, row) for every data row of a CSV file with a header line."""
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+    return [(f"{path}:{reader.line_num}", row) for row in reader]
+
+
+def _field(where: str, row: Row, *keys: str) -> Any:
+    """The first of `keys` that `row` has (a value, not a CSV cell left short), else exit 2 naming it."""
     for key in keys:
-        if key in row:
+        if row.get(key) is not None:
             return row[key]
-    raise UserError(f"{path}: a row lacks '{keys[0]}' (fields present: {', '.join(row)})")
+    raise UserError(
+        f"{where}: the row lacks the field '{keys[0]}' (fields present: {', '.join(map(str, row))})"
+    )
+
+
+def _int(where: str, value: Any, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: {what} {value!r} is not an integer") from None
 
 
 def piqa(data_dir: Path) -> list[Row]:
     """`piqa/valid.jsonl` (goal, sol1, sol2) + `piqa/valid-labels.lst` (one 0/1 per line, line-aligned)."""
     docs = _jsonl(_need(data_dir / "piqa" / "valid.jsonl", "piqa"))
     labels_file = _need(data_dir / "piqa" / "valid-labels.lst", "piqa")
-    labels = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+    labels = [
+        (f"{labels_file}:{n}", line.strip())
+        for n, line in enumerate(_text(labels_file).splitlines(), 1)
+        if line.strip()
+    ]
     if len(labels) != len(docs):
         raise UserError(f"{labels_file}: {len(labels)} labels for {len(docs)} questions in valid.jsonl")
     return [
-        {"goal": d["goal"], "sol1": d["sol1"], "sol2": d["sol2"], "label": int(label)}
-        for d, label in zip(docs, labels, strict=True)
+        {
+            "goal": _field(where, d, "goal"),
+            "sol1": _field(where, d, "sol1"),
+            "sol2": _field(where, d, "sol2"),
+            "label": _int(label_where, label, "label"),
+        }
+        for (where, d), (label_where, label) in zip(docs, labels, strict=True)
     ]
 
 
@@ -70,25 +106,32 @@ def hellaswag(data_dir: Path) -> list[Row]:
     """`hellaswag/hellaswag_val.jsonl` (rowanz/hellaswag: activity_label, ctx_a, ctx_b, endings, label)."""
     path = _need(data_dir / "hellaswag" / "hellaswag_val.jsonl", "hellaswag")
     rows = []
-    for d in _jsonl(path):
-        ctx = d["ctx_a"] + " " + d["ctx_b"].capitalize()
+    for where, d in _jsonl(path):
+        ctx = _field(where, d, "ctx_a") + " " + _field(where, d, "ctx_b").capitalize()
         rows.append(
             {
-                "query": _hellaswag_clean(d["activity_label"] + ": " + ctx),
-                "choices": [_hellaswag_clean(e) for e in d["endings"]],
-                "label": int(d["label"]),
+                "query": _hellaswag_clean(_field(where, d, "activity_label") + ": " + ctx),
+                "choices": [_hellaswag_clean(e) for e in _field(where, d, "endings")],
+                "label": _int(where, _field(where, d, "label"), "label"),
             }
         )
     return rows
 
 
-def _ai2_question(path: Path, d: Row) -> Row:
-    q = _field(path, d, "question")
+def _ai2_question(where: str, d: Row) -> Row:
+    q = _field(where, d, "question")
+    if not isinstance(q, dict):
+        raise UserError(f"{where}: 'question' should be an object with 'stem' and 'choices'")
+    stem = _field(where, q, "stem")
+    choices = [c if isinstance(c, dict) else {} for c in _field(where, q, "choices")]
     return {
-        "question": q["stem"],
-        "question_stem": q["stem"],
-        "choices": {"text": [c["text"] for c in q["choices"]], "label": [c["label"] for c in q["choices"]]},
-        "answerKey": _field(path, d, "answerKey"),
+        "question": stem,
+        "question_stem": stem,
+        "choices": {
+            "text": [_field(where, c, "text") for c in choices],
+            "label": [_field(where, c, "label") for c in choices],
+        },
+        "answerKey": _field(where, d, "answerKey"),
     }
 
 
@@ -97,7 +140,7 @@ def arc(subset: str) -> Callable[[Path], list[Row]]:
 
     def read(data_dir: Path) -> list[Row]:
         path = _need(data_dir / "arc" / f"ARC-{subset}-Test.jsonl", f"arc_{subset.lower()}")
-        return [_ai2_question(path, d) for d in _jsonl(path)]
+        return [_ai2_question(where, d) for where, d in _jsonl(path)]
 
     return read
 
@@ -105,20 +148,24 @@ def arc(subset: str) -> Callable[[Path], list[Row]]:
 def openbookqa(data_dir: Path) -> list[Row]:
     """`openbookqa/test.jsonl` (OpenBookQA Data/Main: question.stem, question.choices, answerKey)."""
     path = _need(data_dir / "openbookqa" / "test.jsonl", "openbookqa")
-    return [_ai2_question(path, d) for d in _jsonl(path)]
+    return [_ai2_question(where, d) for where, d in _jsonl(path)]
 
 
 def winogrande(data_dir: Path) -> list[Row]:
     """`winogrande/dev.jsonl` (sentence with one "_", option1, option2, answer "1"/"2")."""
     path = _need(data_dir / "winogrande" / "dev.jsonl", "winogrande")
     rows = []
-    for d in _jsonl(path):
-        cut = d["sentence"].index("_")
+    for where, d in _jsonl(path):
+        sentence = _field(where, d, "sentence")
+        if "_" not in sentence:
+            raise UserError(f"{where}: 'sentence' has no '_' blank to fill")
+        cut = sentence.index("_")
+        options = [_field(where, d, "option1"), _field(where, d, "option2")]
         rows.append(
             {
-                "label": int(d["answer"]) - 1,
-                "contexts": [d["sentence"][:cut] + d["option1"], d["sentence"][:cut] + d["option2"]],
-                "continuation": " " + d["sentence"][cut + 1 :].strip(),
+                "label": _int(where, _field(where, d, "answer"), "answer") - 1,
+                "contexts": [sentence[:cut] + option for option in options],
+                "continuation": " " + sentence[cut + 1 :].strip(),
             }
         )
     return rows
@@ -128,24 +175,27 @@ def boolq(data_dir: Path) -> list[Row]:
     """`boolq/dev.jsonl` (question, passage, answer true/false; SuperGLUE's `label` 0/1 is accepted too)."""
     path = _need(data_dir / "boolq" / "dev.jsonl", "boolq")
     return [
-        {"question": d["question"], "passage": d["passage"], "label": int(_field(path, d, "answer", "label"))}
-        for d in _jsonl(path)
+        {
+            "question": _field(where, d, "question"),
+            "passage": _field(where, d, "passage"),
+            "label": _int(where, _field(where, d, "answer", "label"), "answer"),
+        }
+        for where, d in _jsonl(path)
     ]
 
 
 def storycloze(data_dir: Path) -> list[Row]:
     """`storycloze/cloze_test_val__spring2016.csv` (InputSentence1-4, RandomFifthSentenceQuiz1/2, AnswerRightEnding)."""
     path = _need(data_dir / "storycloze" / "cloze_test_val__spring2016.csv", "storycloze")
-    with open(path, newline="", encoding="utf-8") as f:
-        return [
-            {
-                "story": " ".join(d[f"InputSentence{i}"] for i in range(1, 5)),
-                "ending1": d["RandomFifthSentenceQuiz1"],
-                "ending2": d["RandomFifthSentenceQuiz2"],
-                "label": int(d["AnswerRightEnding"]) - 1,
-            }
-            for d in csv.DictReader(f)
-        ]
+    return [
+        {
+            "story": " ".join(_field(where, d, f"InputSentence{i}") for i in range(1, 5)),
+            "ending1": _field(where, d, "RandomFifthSentenceQuiz1"),
+            "ending2": _field(where, d, "RandomFifthSentenceQuiz2"),
+            "label": _int(where, _field(where, d, "AnswerRightEnding"), "AnswerRightEnding") - 1,
+        }
+        for where, d in _csv(path)
+    ]
 
 
 def truthfulqa(data_dir: Path) -> list[Row]:
@@ -155,18 +205,17 @@ def truthfulqa(data_dir: Path) -> list[Row]:
     every correct answer (the best one first) labelled 1, then every incorrect one labelled 0."""
     path = _need(data_dir / "truthfulqa" / "TruthfulQA.csv", "truthfulqa_mc1 / truthfulqa_mc2")
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for d in csv.DictReader(f):
-            best = d["Best Answer"].strip()
-            wrong = _answers(d["Incorrect Answers"])
-            right = [best] + [a for a in _answers(d["Correct Answers"]) if a != best]
-            rows.append(
-                {
-                    "question": d["Question"],
-                    "choices": [best, *wrong],
-                    "mc2_targets": {"choices": right + wrong, "labels": [1] * len(right) + [0] * len(wrong)},
-                }
-            )
+    for where, d in _csv(path):
+        best = _field(where, d, "Best Answer").strip()
+        wrong = _answers(_field(where, d, "Incorrect Answers"))
+        right = [best] + [a for a in _answers(_field(where, d, "Correct Answers")) if a != best]
+        rows.append(
+            {
+                "question": _field(where, d, "Question"),
+                "choices": [best, *wrong],
+                "mc2_targets": {"choices": right + wrong, "labels": [1] * len(right) + [0] * len(wrong)},
+            }
+        )
     return rows
 
 
@@ -177,7 +226,10 @@ def _answers(field: str) -> list[str]:
 def gsm8k(data_dir: Path) -> list[Row]:
     """`gsm8k/test.jsonl` (question, answer ending in "#### <number>")."""
     path = _need(data_dir / "gsm8k" / "test.jsonl", "gsm8k")
-    return [{"question": d["question"], "answer": d["answer"]} for d in _jsonl(path)]
+    return [
+        {"question": _field(where, d, "question"), "answer": _field(where, d, "answer")}
+        for where, d in _jsonl(path)
+    ]
 
 
 _HEADING = re.compile(r"^ = [^=].* = $")
@@ -188,7 +240,7 @@ def wikitext(data_dir: Path) -> list[Row]:
     top-level ` = Title = ` heading."""
     path = _need(data_dir / "wikitext2" / "valid.txt", "wikitext")
     docs: list[list[str]] = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+    for line in _text(path).splitlines(keepends=True):
         if _HEADING.match(line.rstrip("\n")) or not docs:
             docs.append([])
         docs[-1].append(line)

@@ -24,6 +24,28 @@ app = typer.Typer(
 JSON_HELP = "Print one JSON object on stdout (no tables)."
 
 
+def _output_file(option: str, path: Path | None) -> Path | None:
+    """`path` checked writable as a file before any work starts (None stays None)."""
+    if path is None:
+        return None
+    from llmforge.artifacts import ensure_writable
+
+    try:
+        return ensure_writable(path, directory=False)
+    except UserError as e:
+        raise UserError(f"{option} {e}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write under a temporary sibling name and rename, so a crash never leaves half a file."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 @app.callback(invoke_without_command=True)
 def size(
     ctx: typer.Context,
@@ -120,6 +142,42 @@ def size(
     views.print_size(report)
 
 
+def _given_shape(given: dict[str, int | None]) -> None:
+    """A shape given on the command line is given whole, with positive sizes (Shape checks divisibility)."""
+    missing = [option for option, value in given.items() if value is None]
+    if missing:
+        raise UserError(
+            f"give {', '.join(missing)} too (or none of {', '.join(given)} to have a shape proposed)"
+        )
+    for option, value in given.items():
+        if value < 1:
+            raise UserError(f"{option} {value}: expected a positive integer")
+
+
+def _ladder_out(out: Path) -> None:
+    """--out is a new directory, or a ladder this command wrote before (replaced): never another file or
+    folder, which the atomic rename would otherwise replace."""
+    from llmforge.artifacts import ensure_writable
+
+    try:
+        ensure_writable(out)
+    except UserError as e:
+        raise UserError(f"--out {e}") from None
+    if out.is_dir() and any(out.iterdir()):
+        manifest = out / "manifest.json"
+        import json
+
+        try:
+            kind = json.loads(manifest.read_text()).get("kind") if manifest.is_file() else None
+        except (OSError, ValueError):
+            kind = None
+        if kind != "report" or not (out / "results.json").is_file() or not any(out.glob("*.toml")):
+            raise UserError(
+                f"--out {out}: the folder exists and is not a ladder written by `llmforge plan ladder`; "
+                "give a new folder"
+            )
+
+
 def _plan_defaults(path: Path):
     from llmforge.plan.config import PlanConfig
     from llmforge.recipe import load_recipe
@@ -166,10 +224,15 @@ def memory(
         if value < 1:
             raise UserError(f"{option} {value}: expected a positive integer")
     shape_source = "given"
-    if not (layers and hidden and heads):
+    given = {"--layers": layers, "--hidden": hidden, "--heads": heads}
+    if all(v is None for v in given.values()):
         proposed = propose_shapes(n, seq_len=seq, count=1)[0]
         layers, hidden, heads = proposed.n_layers, proposed.d_model, proposed.n_heads
         shape_source = "proposed for --params"
+    else:
+        _given_shape(given)
+        if hidden % heads:
+            raise UserError(f"--hidden {hidden}: not divisible by --heads {heads}")
     result = plan_memory(
         n,
         precision=precision,
@@ -270,7 +333,7 @@ def shape(
         layers,
         d_model,
         heads,
-        vocab or DEFAULT_VOCAB[arch],
+        DEFAULT_VOCAB[arch] if vocab is None else vocab,
         seq,
         DEFAULT_TIED[arch] if tied is None else tied,
         n_kv_heads=kv_heads,
@@ -337,7 +400,10 @@ def parallel(
     for option, value in (("--gpus", gpus), ("--seq", seq), ("--gpus-per-node", gpus_per_node)):
         if value < 1:
             raise UserError(f"{option} {value}: expected a positive integer")
-    if layers and d_model and heads:
+    _output_file("--write-accelerate-config", write_accelerate_config)
+    given = {"--layers": layers, "--d-model": d_model, "--heads": heads}
+    if any(v is not None for v in given.values()):
+        _given_shape(given)
         shape = Shape(arch, layers, d_model, heads, DEFAULT_VOCAB[arch], seq, DEFAULT_TIED[arch])
     else:
         shape = propose_shapes(n, arch=arch, seq_len=seq, count=1)[0]
@@ -368,8 +434,7 @@ def parallel(
         text = accelerate_config(
             plan, gpus_per_node=gpus_per_node, main_process_ip=main_process_ip, precision=precision
         )
-        write_accelerate_config.parent.mkdir(parents=True, exist_ok=True)
-        write_accelerate_config.write_text(text, encoding="utf-8")
+        _write_text(write_accelerate_config, text)
         result["accelerate_config"] = str(write_accelerate_config)
     if as_json:
         emit_json(result)
@@ -394,13 +459,20 @@ def ladder(
         None, "--sizes", help="Model sizes per budget (default plan.ladder_sizes or 5)."
     ),
     spread: str = typer.Option("4", "--spread", help="Sizes span N_opt/spread … N_opt·spread."),
+    max_epochs: str | None = typer.Option(
+        None,
+        "--max-epochs",
+        help="Leave out rungs that would repeat the base run's training tokens more often than this.",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Write an IsoFLOP ladder of pretrain recipes: model sizes around the optimum for each compute budget.
 
+    Every rung trains on the base run's tokens; when they exist, each rung's epochs over them are shown.
+
     Example:
-      llmforge plan ladder --budgets 1e15,3e15,1e16 --sizes 5 --base recipes/tiny.toml --out runs/ladder
-      for r in runs/ladder/*.toml; do llmforge pretrain run "$r"; done; llmforge plan fit runs/tiny-C*
+      llmforge plan ladder --base recipes/tiny.toml --out runs/ladder   # budgets from plan.ladder_budgets
+      for r in runs/ladder/*.toml; do llmforge pretrain "$r"; done; llmforge plan fit runs/tiny-C*
     """
     from llmforge.plan.config import PlanConfig
     from llmforge.plan.ladder import write_ladder
@@ -420,13 +492,19 @@ def ladder(
     spread_value = positive("--spread", spread)
     if spread_value <= 1:
         raise UserError(f"--spread {spread}: expected a number > 1")
-    report = write_ladder(base, recipe, budget_list, sizes, out, spread=spread_value)
+    epochs_cap = positive("--max-epochs", max_epochs)
+    _ladder_out(out)
+    report = write_ladder(base, recipe, budget_list, sizes, out, spread=spread_value, max_epochs=epochs_cap)
+    from llmforge.console import warn
+
     if as_json:
         emit_json(report)
-        return
-    from llmforge.plan import views
+    else:
+        from llmforge.plan import views
 
-    views.print_ladder(report)
+        views.print_ladder(report)
+    for message in report["warnings"]:
+        warn(message)
 
 
 @app.command("fit")
@@ -449,7 +527,7 @@ def fit(
     """Fit L(N, D) = E + A/N^α + B/D^β to finished runs (Huber in log space, L-BFGS from a grid, bootstrap).
 
     Examples:
-      llmforge plan fit runs/tiny-C1e15-* runs/tiny-C3e15-* --png fit.png
+      llmforge plan fit runs/tiny-C1e13-* runs/tiny-C3e13-* --png fit.png
       llmforge plan fit losses.csv --json          # columns params,tokens,loss
     """
     from llmforge.plan.fit_report import fit_report
@@ -457,6 +535,7 @@ def fit(
 
     if bootstrap < 0:
         raise UserError(f"--bootstrap {bootstrap}: expected 0 or more")
+    _output_file("--png", png)
     report = fit_report(
         runs, bootstrap=bootstrap, at=number_list("--at", at) if at else None, png=png, seed=seed
     )
@@ -484,6 +563,7 @@ def frontier(
     from llmforge.plan.frontier import frontier as placed
     from llmforge.plan.observations import load_observations
 
+    _output_file("--png", png)
     rows = placed(load_observations(run) if run else [])
     if png is not None:
         from llmforge.plan.plots import frontier_png

@@ -32,8 +32,6 @@ from llmforge.plan.shapes import Shape
 
 HEADROOM = 0.9
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32, 64)
-# The decoder-layer class of each architecture in transformers (FSDP wraps each one).
-LAYER_CLASS = {"llama": "LlamaDecoderLayer", "gpt-neox": "GPTNeoXLayer", "gpt2": "GPT2Block"}
 
 
 @dataclass(frozen=True)
@@ -247,14 +245,13 @@ def accelerate_config(
     if machines > 1:
         lines += [f"main_process_ip: {main_process_ip}", "main_process_port: 29500"]
     if plan.strategy.zero:
+        # Only the FSDP keys `llmforge pretrain` reads (pretrain/launch.py): it shards each decoder layer
+        # itself and saves full Hugging Face weights, so wrap policies, state-dict types or loading options
+        # here would be settings it never honours.
         lines += [
             "fsdp_config:",
             "  fsdp_version: 2",
             f"  fsdp_reshard_after_forward: {'true' if plan.strategy.zero == 3 else 'false'}",
-            "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP",
-            f"  fsdp_transformer_layer_cls_to_wrap: {LAYER_CLASS[plan.shape.arch]}",
-            "  fsdp_state_dict_type: SHARDED_STATE_DICT",
-            "  fsdp_cpu_ram_efficient_loading: true",
             "  fsdp_offload_params: false",
             f"  fsdp_activation_checkpointing: {'true' if plan.strategy.checkpointing == 'full' else 'false'}",
         ]

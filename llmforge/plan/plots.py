@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from llmforge.plan.scaling_laws import FLOPS_PER_PARAM_TOKEN, LossLaw, allocate
+
+
+def _save(fig, path: Path) -> None:
+    """PNG under a temporary sibling name, renamed into place when complete."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fig.savefig(tmp, dpi=120, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _pyplot():
@@ -55,7 +67,7 @@ def isoflop_png(
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -86,5 +98,5 @@ def frontier_png(rows: list[dict], path: Path) -> None:
     ax.set_title("Above the line: trained past compute-optimal; below: under-trained", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     plt.close(fig)

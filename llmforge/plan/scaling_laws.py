@@ -5,7 +5,9 @@ Every method is traceable to a paper:
 - `chinchilla` — Hoffmann et al. 2022 ("Training Compute-Optimal Large Language Models"), approach 1
   (training-curve envelope, Table 2: N_opt ∝ C^0.50). The paper does not print the coefficient, so the power law
   N_opt = G·C^a is pinned to the two ends of its Table 3 (400M params / 8.0B tokens and 10T params / 216.2T tokens,
-  C = 6·N·D); that reproduces every row of Table 3 within the table's rounding.
+  C = 6·N·D). That reproduces the 400M, 1T and 10T rows to their printed digits and the 1B, 10B, 175B, 280B
+  and 520B rows within 1.5%; the 67B row is the exception (1.39T tokens and 5.6e23 FLOPs against the printed
+  1.5T and 5.76e23, 7% fewer tokens: that row's FLOPs are Gopher's budget, not 6·N·D of its tokens).
 - `approach2` — Hoffmann et al. 2022 approach 2 (IsoFLOP profiles, Table 2: a = 0.49), pinned to its projection
   for Gopher's budget (5.76e23 FLOPs → 63B parameters, Table A3).
 - `approach3` — Hoffmann et al. 2022 approach 3, the parametric loss L(N, D) = E + A/N^α + B/D^β (Eq. 2) with the

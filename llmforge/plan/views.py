@@ -158,16 +158,21 @@ def print_ladder(report: dict) -> None:
             f"{r['budget']:.3g}",
             f"{r['params']:,}",
             f"{r['tokens']:,}",
+            "?" if r["epochs"] is None else f"{r['epochs']:.2g}",
             r["steps"],
             f"{r['n_layers']}×{r['d_model']}",
         )
         for r in report["rungs"]
     ]
     summary_table(
-        f"IsoFLOP ladder → {report['out']}", rows, ("recipe", "budget", "params", "tokens", "steps", "shape")
+        f"IsoFLOP ladder → {report['out']}",
+        rows,
+        ("recipe", "budget", "params", "tokens", "epochs", "steps", "shape"),
     )
     for note in report["skipped"]:
         info(f"[yellow]skipped:[/] {note}")
+    info(f"run it: {report['run']}")
+    info(f"then:   {report['fit']}")
 
 
 def print_fit(report: dict) -> None:

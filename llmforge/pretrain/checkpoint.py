@@ -10,7 +10,11 @@
       manifest.json     kind "checkpoint", stats {step, tokens_seen, val_loss}
 
 Rank 0 writes a checkpoint under a temporary name and renames it into place (`atomic_dir`), so a
-checkpoint directory that exists is complete.
+checkpoint directory that exists is complete, and never with non-finite weights.
+
+BOS, EOS and PAD agree in config.json, generation_config.json and the tokenizer files (GPT-2's convention:
+documents are separated by EOS in training, so EOS is also the BOS a reader such as lm-eval puts before a
+text; PAD is the tokenizer's pad token, or EOS when it has none). The KV cache is on for generation.
 """
 
 from __future__ import annotations
@@ -38,6 +42,72 @@ TOKENIZER_FILES = (
     "merges.txt",
     "chat_template.jinja",
 )
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The ids and token strings a checkpoint declares for BOS, EOS and PAD."""
+
+    bos_id: int
+    eos_id: int
+    pad_id: int
+    names: dict[str, str] = field(default_factory=dict)  # bos_token/eos_token/pad_token → token string
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer_dir: Path | None, eos_id: int) -> SpecialTokens:
+        """Read from the tokenizer that made the tokens (`eos_id`: the separator the tokens hold)."""
+        if tokenizer_dir is None:
+            return cls(eos_id, eos_id, eos_id)
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        declared = _declared_specials(tokenizer_dir)
+        eos = tok.id_to_token(eos_id)
+        pad = declared.get("pad_token")
+        pad_id = tok.token_to_id(pad) if pad else None
+        if pad_id is None:
+            pad, pad_id = eos, eos_id
+        return cls(eos_id, eos_id, pad_id, {"bos_token": eos, "eos_token": eos, "pad_token": pad})
+
+    def apply(self, model: Any) -> None:
+        """Declare the ids in the model's config and generation config, with the KV cache on."""
+        for config in (model.config, model.generation_config):
+            config.bos_token_id, config.eos_token_id, config.pad_token_id = (
+                self.bos_id,
+                self.eos_id,
+                self.pad_id,
+            )
+            config.use_cache = True
+
+    def align_tokenizer_files(self, directory: Path) -> None:
+        """Make the copied tokenizer files name the same BOS/EOS/PAD tokens (rewritten only where they differ)."""
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            path = directory / name
+            if not path.is_file() or not self.names:
+                continue
+            data = json.loads(path.read_text())
+            if all(_token_text(data.get(key)) == value for key, value in self.names.items()):
+                continue
+            data.update(self.names)
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _declared_specials(tokenizer_dir: Path) -> dict[str, str]:
+    """bos/eos/pad token strings named in special_tokens_map.json, then tokenizer_config.json."""
+    names: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = tokenizer_dir / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            for key in ("bos_token", "eos_token", "pad_token"):
+                text = _token_text(data.get(key))
+                if text:
+                    names[key] = text
+    return names
+
+
+def _token_text(value: Any) -> str | None:
+    return value.get("content") if isinstance(value, dict) else value
 
 
 @dataclass
@@ -110,6 +180,7 @@ def save_checkpoint(
     state: TrainState,
     rng_states: list[dict[str, Any]],
     tokenizer_dir: Path | None,
+    specials: SpecialTokens,
     recipe: dict[str, Any],
     inputs: list[Path],
 ) -> None:
@@ -117,12 +188,14 @@ def save_checkpoint(
     full state dict when the model itself holds only a shard)."""
     import torch
 
+    specials.apply(model)
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         if tokenizer_dir is not None:
             for name in TOKENIZER_FILES:
                 if (tokenizer_dir / name).is_file():
                     shutil.copy2(tokenizer_dir / name, tmp / name)
+            specials.align_tokenizer_files(tmp)
         sdir = tmp / STATE_DIR
         sdir.mkdir()
         torch.save(optimizer_state, sdir / "optimizer.pt")
@@ -148,6 +221,36 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         )
     if model.config.tie_word_embeddings:
         model.tie_weights()
+
+
+def safetensors_header(file: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor names → dtype, shape, data offsets)."""
+    with open(file, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(length))
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why `file` is not a whole safetensors file (truncated, header damaged), or None; reads the header
+    only. The format: an 8-byte little-endian header length, a JSON header, then the tensor bytes."""
+    size = file.stat().st_size
+    if size < 8:
+        return f"truncated ({size} bytes)"
+    with open(file, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if length > size - 8:
+            return f"header length {length} exceeds the file's {size} bytes (truncated or corrupted)"
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, ValueError):
+            return "its header is not valid JSON (corrupted)"
+    try:
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return "its header does not describe tensors (corrupted)"
+    if 8 + length + end != size:
+        return f"holds {size} bytes where its header describes {8 + length + end} (truncated or corrupted)"
+    return None
 
 
 def read_weights(path: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -32,14 +33,20 @@ Examples:
 def pretrain(
     recipe: Path = typer.Argument(..., help="Recipe TOML with \\[model] and \\[train] tables."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.lr=3e-4."),
-    tokens: Path | None = typer.Option(None, "--tokens", help="Tokens artifact (default: <run dir>/tokens)."),
+    tokens: Path | None = typer.Option(
+        None, "--tokens", help="Tokens artifact (default: train.tokens, else <run dir>/tokens)."
+    ),
     resume: bool = typer.Option(
         False,
         "--resume",
         help="Require a checkpoint to resume from (a run resumes by itself when one exists).",
     ),
     max_restarts: int = typer.Option(
-        0, "--max-restarts", min=0, help="Relaunch after a crash up to K times, from the latest checkpoint."
+        0,
+        "--max-restarts",
+        min=0,
+        help="Relaunch after a crash up to K times, from the latest checkpoint (one process only; under "
+        "torchrun use torchrun's own --max-restarts).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
@@ -52,7 +59,9 @@ def pretrain(
 
     loaded = load_recipe(recipe, set_)
     if max_restarts:
-        from llmforge.pretrain.supervisor import run_with_restarts
+        from llmforge.pretrain.supervisor import refuse_under_launcher, run_with_restarts
+
+        refuse_under_launcher(os.environ)
 
         raise typer.Exit(run_with_restarts(_child_args(recipe, set_, tokens, resume, as_json), max_restarts))
 

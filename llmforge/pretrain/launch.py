@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import time
+import uuid
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,14 @@ def _fsdp_settings(env: dict[str, str]) -> dict[str, Any]:
             "fsdp_offload_params: true",
             "set it to false (shard over more GPUs, or turn on activation checkpointing)",
         )
+    state_dict_type = env.get("FSDP_STATE_DICT_TYPE", "FULL_STATE_DICT").upper()
+    if state_dict_type != "FULL_STATE_DICT":  # checkpoints gather full weights into model.safetensors
+        raise _refuse(
+            f"fsdp_state_dict_type: {state_dict_type}",
+            "remove it or set FULL_STATE_DICT (checkpoints hold the gathered weights in Hugging Face format)",
+        )
+    # FSDP_CPU_RAM_EFFICIENT_LOADING is not checked: `accelerate launch` sets it to true whenever a config
+    # leaves it out, and skipping it changes nothing but host memory (every rank builds the same model).
     if _flag(env, "FSDP_ACTIVATION_CHECKPOINTING"):
         wanted["train.activation_checkpointing"] = True
     return wanted
@@ -173,6 +184,52 @@ def make_accelerator(train: TrainConfig, run_dir: Path) -> Any:
             f"torchrun or `accelerate launch --multi_gpu` (`accelerate launch --cpu` runs one process)"
         )
     return accelerator
+
+
+SHARED_MARKER = ".llmforge-shared-fs-check"
+
+
+def check_shared_run_dir(run_dir: Path, accelerator: Any, wait_s: float = 30.0) -> None:
+    """Rank 0 writes checkpoints that every rank reads back (resume, rollback), so the run directory must
+    be one filesystem for all nodes. Rank 0 writes a marker there; every rank must see it (NFS may take
+    a moment to show a new file, hence the wait)."""
+    if accelerator.num_processes == 1:
+        return
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    marker = run_dir / SHARED_MARKER
+    token = [uuid.uuid4().hex if accelerator.is_main_process else None]
+    broadcast_object_list(token)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(token[0])
+    accelerator.wait_for_everyone()
+    seen = _sees(marker, token[0], wait_s)
+    views = gather_object([(accelerator.process_index, socket.gethostname(), seen)])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        marker.unlink(missing_ok=True)
+    blind = [(rank, host) for rank, host, ok in views if not ok]
+    if blind:
+        who = ", ".join(f"rank {rank} on {host}" for rank, host in blind)
+        raise UserError(
+            f"{who} cannot see the run directory {run_dir} that rank 0 writes (checkpoints are saved by rank 0 "
+            f"and read by every rank): a multi-node run needs run.out_dir on a filesystem all nodes share "
+            f"(NFS, Lustre, ...)"
+        )
+
+
+def _sees(marker: Path, token: str | None, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if marker.read_text() == token:
+                return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 class StopSignal:

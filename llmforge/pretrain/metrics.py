@@ -2,28 +2,125 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import platform
 import resource
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 _PRECISION_DTYPE = {"fp32": "fp32", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}
+CPU_PEAK_FILE = "cpu-peak.json"
 
 
-def device_peak_flops(precision: str) -> tuple[float | None, str]:
-    """(peak FLOP/s of one device at `precision`, device name); None when the GPU is not in the table."""
+@dataclass(frozen=True)
+class Peak:
+    """The peak FLOP/s of one device that MFU divides by, and where that number came from."""
+
+    flops: float | None  # None: unknown, so MFU is not reported
+    device: str
+    source: str
+
+
+def device_peak(precision: str, configured: float | None = None) -> Peak:
+    """`train.peak_flops` when given; else the GPU's row in hardware.json (matched by exact name); on CPU a
+    matmul measured once per machine and cached."""
     import torch
 
-    from llmforge.hardware import by_device_name, cpu_core_peak_flops
+    from llmforge.hardware import by_device_name
 
     dtype = _PRECISION_DTYPE[precision]
     if torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-        device = by_device_name(name)
-        return (device.peak_flops(dtype) if device else None), name
-    threads = torch.get_num_threads()
-    return cpu_core_peak_flops(dtype) * threads, f"cpu ({threads} threads)"
+        device = torch.cuda.get_device_name()
+    else:
+        device = f"cpu ({torch.get_num_threads()} threads)"
+    if configured is not None:
+        return Peak(configured, device, "train.peak_flops")
+    if not torch.cuda.is_available():
+        flops, source = cpu_peak_flops(dtype, torch.get_num_threads())
+        return Peak(flops, device, source)
+    row = by_device_name(device)
+    if row is None or row.peak_flops(dtype) is None:
+        why = "not in llmforge/hardware.json" if row is None else f"has no {dtype} peak in hardware.json"
+        return Peak(None, device, f"unknown: {device!r} {why}; set train.peak_flops to report MFU")
+    return Peak(row.peak_flops(dtype), device, f"hardware.json {row.name} ({row.source})")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmforge"
+
+
+def cpu_peak_flops(dtype: str, threads: int) -> tuple[float, str]:
+    """(FLOP/s of a square matmul at `dtype` with `threads` threads, its description). Measured once per
+    process and cached per CPU model, thread count, dtype and torch version; the cache keeps the best value
+    seen, so one measurement taken while other work loaded the machine does not stick (MFU would read high)."""
+    import torch
+
+    key = f"{_cpu_model()} | {threads} threads | {dtype} | torch {torch.__version__}"
+    path = cache_dir() / CPU_PEAK_FILE
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    previous = cached.get(key) if isinstance(cached.get(key), (int, float)) else 0.0
+    best = max(previous, _measured_once(dtype, threads))
+    if best != previous:
+        cached[key] = best
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(cached, indent=1) + "\n")
+            tmp.replace(path)
+        except OSError:  # a read-only home: measure again next time
+            pass
+    return float(best), f"best {dtype} matmul measured on this CPU, cached in {path}"
+
+
+@functools.cache
+def _measured_once(dtype: str, threads: int) -> float:
+    return measure_matmul_flops(dtype)
+
+
+def measure_matmul_flops(dtype: str, budget_s: float = 0.3) -> float:
+    """Best FLOP/s of an n×n matmul, n grown until one product takes ~1/10 of `budget_s` (at most 2048;
+    fp16 on CPU is ~1000× slower than fp32, so it stays small). Each size is run once untimed first: the
+    first product of a dtype and shape pays for kernel selection, which would stop the growth at n = 128."""
+    import torch
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    n = 128
+    while True:
+        a, b = torch.randn(n, n).to(torch_dtype), torch.randn(n, n).to(torch_dtype)
+        seconds = _best_matmul_time(a, b, repeats=3)
+        if seconds > budget_s / 10 or n >= 2048:
+            break
+        n *= 2
+    best = _best_matmul_time(a, b, repeats=max(3, int(budget_s / max(seconds, 1e-6))))
+    return 2 * n**3 / best
+
+
+def _best_matmul_time(a: Any, b: Any, repeats: int) -> float:
+    a @ b  # untimed: kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def peak_memory_bytes() -> int:

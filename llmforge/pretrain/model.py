@@ -26,8 +26,9 @@ def llama_ffn_dim(d_model: int, multiple_of: int = 64) -> int:
 
 
 def hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int) -> Any:
-    """The transformers config for `cfg` (SDPA attention, no KV cache during training)."""
-    common = dict(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id, use_cache=False)
+    """The transformers config for `cfg` (SDPA attention; the KV cache stays on for generation, training
+    passes use_cache=False)."""
+    common = dict(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id)
     if cfg.arch == "llama":
         from transformers import LlamaConfig
 
@@ -98,9 +99,7 @@ def load_model(path: str) -> torch.nn.Module:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
-    model.config.use_cache = False
-    return model
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:

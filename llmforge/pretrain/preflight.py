@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,23 @@ from typing import Any
 from llmforge.artifacts import CHECKPOINTS_DIR, read_manifest, require
 from llmforge.artifacts.tokens import validate_tokens
 from llmforge.console import UserError, warn
-from llmforge.pretrain.checkpoint import latest_checkpoint
+from llmforge.pretrain.checkpoint import (
+    STATE_DIR,
+    SpecialTokens,
+    list_checkpoints,
+    safetensors_header,
+    safetensors_problem,
+)
+from llmforge.pretrain.config import ModelConfig, TrainConfig
 from llmforge.pretrain.launch import check_launcher
+from llmforge.pretrain.model import llama_ffn_dim
+from llmforge.pretrain.schedule import lr_at
 from llmforge.recipe import Recipe
+
+# fp32 weights + fp32 gradients + AdamW's two fp32 moments (mixed precision keeps fp32 master weights).
+TRAINING_BYTES_PER_PARAM = 16
+# Keys whose change moves the LR of steps already taken (the peak LR itself may be changed on purpose).
+SCHEDULE_KEYS = ("max_steps", "schedule", "warmup_steps", "decay_fraction", "min_lr_ratio")
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,7 @@ class Inputs:
     tokenizer_dir: Path | None
     resume_from: Path | None
     world_size: int
+    specials: SpecialTokens  # BOS/EOS/PAD the checkpoints declare
 
 
 def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cuda: bool) -> Inputs:
@@ -67,15 +85,93 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
     tokenizer_dir = _tokenizer_dir(index, tokens)
     if model.init_from:
         _check_same_tokenizer(Path(model.init_from), tokenizer_dir)
+    _check_memory(model, train, vocab, world_size, cuda)
+    resume_from = _resume_point(recipe, tokens, resume)
+    check_writable(recipe.run_dir)
     return Inputs(
         tokens=tokens,
         index=index,
         vocab_size=vocab,
         eos_id=int(index["eos_id"]),
         tokenizer_dir=tokenizer_dir,
-        resume_from=_resume_point(recipe, tokens, resume),
+        resume_from=resume_from,
         world_size=world_size,
+        specials=SpecialTokens.from_tokenizer(tokenizer_dir, int(index["eos_id"])),
     )
+
+
+def check_writable(run_dir: Path) -> None:
+    """The run directory (or the nearest folder that exists above it) takes a file, tried now rather
+    than found out at the first checkpoint. Nothing is left behind."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(
+            f"run.out_dir: cannot create the run directory {run_dir}: {existing} is a file, not a directory; "
+            f"choose another run.out_dir or run.name"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".llmforge-write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(
+            f"run.out_dir: cannot write the run directory {run_dir} ({e.strerror} in {existing}); "
+            f"choose a writable run.out_dir"
+        ) from None
+
+
+def estimate_params(model: ModelConfig, vocab: int) -> int:
+    """Parameters of the model `[model]` describes (matrices, biases, norms, embeddings), without torch."""
+    if model.init_from:
+        header = _init_weights_header(Path(model.init_from))
+        return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    d, heads = model.d_model, model.n_heads
+    head_dim, kv = d // heads, model.n_kv_heads or heads
+    if model.arch == "llama":
+        ffn = model.ffn_dim or llama_ffn_dim(d)
+        layer = 2 * d * heads * head_dim + 2 * d * kv * head_dim + 3 * d * ffn + 2 * d
+    else:  # gpt-neox, gpt2: biased projections, two LayerNorms
+        ffn = model.ffn_dim or 4 * d
+        layer = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d
+    embeddings = vocab * d * (1 if model.tie_embeddings else 2)
+    positions = model.max_seq_len * d if model.arch == "gpt2" else 0
+    final_norm = d if model.arch == "llama" else 2 * d  # RMSNorm gain; LayerNorm gain and bias
+    return model.n_layers * layer + embeddings + positions + final_norm
+
+
+def _init_weights_header(init_from: Path) -> dict[str, Any]:
+    header: dict[str, Any] = {}
+    for file in sorted(init_from.glob("*.safetensors")):
+        header.update(safetensors_header(file))
+    return header
+
+
+def _check_memory(model: ModelConfig, train: TrainConfig, vocab: int, world_size: int, cuda: bool) -> None:
+    """Refuse a model whose weights, gradients and optimizer state alone exceed this machine's memory,
+    before allocating it (activations come on top)."""
+    params = estimate_params(model, vocab)
+    need = params * TRAINING_BYTES_PER_PARAM
+    if train.distributed.strategy == "fsdp":
+        need /= world_size
+    have, where = _memory_per_process(cuda)
+    if need > have:
+        raise UserError(
+            f"the model ({params / 1e9:.3g}B parameters) needs {need / 1e9:.3g} GB per process for weights, "
+            f"gradients and AdamW state, this machine has {have / 1e9:.3g} GB {where}; lower model.vocab_size, "
+            f"model.d_model or model.n_layers, or shard it (train.distributed.strategy = 'fsdp' over more GPUs)"
+        )
+
+
+def _memory_per_process(cuda: bool) -> tuple[float, str]:
+    if cuda:
+        import torch
+
+        return float(torch.cuda.get_device_properties(0).total_memory), "on each GPU"
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return total / local, "of RAM" if local == 1 else f"of RAM per process ({local} processes share it)"
 
 
 def _model_vocab(configured: int | None, init_config: dict[str, Any] | None, data_vocab: int) -> int:
@@ -99,8 +195,14 @@ def _init_config(init_from: str) -> dict[str, Any]:
         raise UserError(
             f"model.init_from = {init_from!r}: not a Hugging Face model directory (no config.json)"
         )
-    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-        raise UserError(f"model.init_from = {init_from!r}: has no weights (*.safetensors or *.bin)")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"model.init_from = {init_from!r}: has no weights (*.safetensors)")
+    for file in sorted(path.glob("*.safetensors")):
+        problem = safetensors_problem(file)
+        if problem:
+            raise UserError(
+                f"model.init_from: {file}: {problem}; restore it or start from another checkpoint"
+            )
     return json.loads((path / "config.json").read_text())
 
 
@@ -160,12 +262,24 @@ def _vocabulary(tokenizer_json: Path) -> tuple[Any, Any]:
 
 
 def _resume_point(recipe: Recipe, tokens: Path, resume: bool) -> Path | None:
+    """The newest checkpoint whose files are whole; a damaged newer one is skipped with a warning."""
     checkpoints = recipe.run_dir / CHECKPOINTS_DIR
-    latest = latest_checkpoint(checkpoints)
-    if latest is None:
+    found = list_checkpoints(checkpoints)
+    if not found:
         if resume:
             raise UserError(f"--resume: {checkpoints} holds no complete checkpoint to resume from")
         return None
+    latest = None
+    for _, path in reversed(found):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            latest = path
+            break
+        warn(f"{path} is damaged ({problem}); falling back to the previous checkpoint")
+    if latest is None:
+        raise UserError(
+            f"{checkpoints}: every checkpoint is damaged (see the warnings); remove {checkpoints} to start over"
+        )
     saved = read_manifest(latest).get("recipe", {})
     if saved.get("model") != recipe.to_dict().get("model"):
         raise UserError(
@@ -175,7 +289,48 @@ def _resume_point(recipe: Recipe, tokens: Path, resume: bool) -> Path | None:
     if saved.get("train", {}).get("seq_len") != recipe.table("train").seq_len:
         raise UserError(f"{latest}: was trained with another train.seq_len; restore it to resume")
     _check_same_tokens(latest, tokens)
+    _check_same_schedule(latest, saved.get("train", {}), recipe.table("train"))
     return latest
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What makes a checkpoint unusable for resuming (weights or trainer state missing or cut short)."""
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        return "no model.safetensors"
+    problem = safetensors_problem(weights)
+    if problem:
+        return f"model.safetensors: {problem}"
+    for name in ("optimizer.pt", "rng.pt", "state.json"):
+        file = path / STATE_DIR / name
+        if not file.is_file() or file.stat().st_size == 0:
+            return f"{STATE_DIR}/{name} is missing or empty"
+    return None
+
+
+def _check_same_schedule(checkpoint: Path, saved_train: dict[str, Any], train: TrainConfig) -> None:
+    """Resuming must not change the LR of steps already taken: a cosine schedule stretched to a larger
+    max_steps would jump back up. Constant and inverse-sqrt schedules, and WSD before its decay, extend."""
+    changed = [k for k in SCHEDULE_KEYS if k in saved_train and saved_train[k] != getattr(train, k)]
+    if not changed:
+        return
+    try:
+        before = TrainConfig.model_validate({**saved_train, "lr": train.lr})
+    except ValueError:
+        return  # an older recipe layout: nothing to compare
+    step = json.loads((checkpoint / STATE_DIR / "state.json").read_text())["step"]
+    stride = max(1, step // 100_000)
+    for s in [*range(0, step, stride), step - 1]:
+        old, new = lr_at(s, before), lr_at(s, train)
+        if s >= 0 and not math.isclose(old, new, rel_tol=1e-9):
+            was = ", ".join(f"train.{k} = {saved_train[k]!r}" for k in changed)
+            now = ", ".join(f"train.{k} = {getattr(train, k)!r}" for k in changed)
+            raise UserError(
+                f"{checkpoint}: was trained with {was}; resuming with {now} changes the learning rate "
+                f"of steps already taken (step {s + 1}: {old:.3g} → {new:.3g}), so the LR would jump; restore "
+                f"it, or start a new run from this checkpoint (another run.name with model.init_from), or "
+                f"train with schedule = 'wsd' or 'constant', which extend to a larger max_steps"
+            )
 
 
 def _check_same_tokens(checkpoint: Path, tokens: Path) -> None:

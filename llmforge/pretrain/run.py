@@ -26,18 +26,22 @@ def run_pretraining(recipe: Recipe, tokens: Path | None = None, *, resume: bool 
     import torch
     from transformers.utils import logging as hf_logging
 
-    from llmforge.pretrain.launch import launcher_environment, make_accelerator
+    from llmforge.console import configure
+    from llmforge.pretrain.launch import check_shared_run_dir, launcher_environment, make_accelerator
     from llmforge.pretrain.metrics import read_metrics
     from llmforge.pretrain.preflight import preflight
     from llmforge.pretrain.report import write_report, write_snapshot
     from llmforge.pretrain.trainer import METRICS_FILE, pretrain
 
     hf_logging.disable_progress_bar()  # our own bar is the only one
-    tokens = tokens or recipe.run_dir / TOKENS_DIR
+    tokens = tokens or Path(recipe.table("train").tokens or recipe.run_dir / TOKENS_DIR)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = preflight(recipe, tokens, resume=resume, world_size=world, cuda=torch.cuda.is_available())
     launcher = launcher_environment()  # before make_accelerator hands the launcher's FSDP/compile over to us
     accelerator = make_accelerator(recipe.table("train"), recipe.run_dir)
+    if not accelerator.is_main_process:
+        configure(quiet=True)  # one progress bar and one log, rank 0's; warnings and errors still show
+    check_shared_run_dir(recipe.run_dir, accelerator)
     if accelerator.is_main_process:
         write_snapshot(recipe, recipe.run_dir, launcher)
     try:
@@ -76,7 +80,9 @@ def _results(
         "steps": state.step,
         "tokens_per_s": outcome.tokens_per_s,
         "mfu": outcome.mfu,
-        "device": outcome.device,
+        "device": outcome.peak.device,
+        "peak_flops": outcome.peak.flops,
+        "peak_flops_source": outcome.peak.source,
         "processes": processes,
         "strategy": train.distributed.strategy,
         "local_params": outcome.local_params,

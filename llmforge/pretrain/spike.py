@@ -22,11 +22,12 @@ class SpikeGuard:
         self.history: deque[float] = deque(history, maxlen=cfg.window)
 
     def check(self, loss: float) -> Verdict:
-        """Judge one step's loss; accepted losses join the running window, spikes do not."""
-        if not self.cfg.enabled:
-            return Verdict(False)
+        """Judge one step's loss; accepted losses join the running window, spikes do not. A non-finite
+        loss is always a spike (with the guard off the trainer stops on it)."""
         if not math.isfinite(loss):
             return Verdict(True, f"non-finite loss {loss}")
+        if not self.cfg.enabled:
+            return Verdict(False)
         if len(self.history) >= self.cfg.min_history:
             n = len(self.history)
             mean = sum(self.history) / n
@@ -36,4 +37,10 @@ class SpikeGuard:
             if loss > limit:
                 return Verdict(True, f"loss {loss:.4f} > mean {mean:.4f} + {self.cfg.sigma:g}·std {std:.4f}")
         self.history.append(loss)
+        return Verdict(False)
+
+    def check_grad_norm(self, grad_norm: float) -> Verdict:
+        """A finite loss can still have an overflowing gradient; applying it would spoil every weight."""
+        if not math.isfinite(grad_norm):
+            return Verdict(True, f"non-finite gradient norm {grad_norm}")
         return Verdict(False)

@@ -27,7 +27,7 @@ from llmforge.pretrain.checkpoint import (
 )
 from llmforge.pretrain.config import TrainConfig
 from llmforge.pretrain.launch import StopSignal
-from llmforge.pretrain.metrics import MetricsLog, device_peak_flops, peak_memory_bytes, tracker_config
+from llmforge.pretrain.metrics import MetricsLog, Peak, device_peak, peak_memory_bytes, tracker_config
 from llmforge.pretrain.model import (
     ModelSize,
     build_model,
@@ -60,7 +60,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     tokens_per_s: float = 0.0
     mfu: float | None = None
-    device: str = ""
+    peak: Peak | None = None  # the per-device peak FLOP/s behind `mfu`
     local_params: int = 0  # parameter elements on rank 0 (a shard under FSDP)
 
 
@@ -113,6 +113,8 @@ class _Loop:
         if inputs.resume_from is not None:
             load_weights(model, inputs.resume_from)
             self.state, optimizer_state, rng_states = load_trainer_state(inputs.resume_from)
+            if accelerator.is_main_process:
+                info(f"resuming from step {self.state.step} ({inputs.resume_from})")
             set_rng_state(rng_states[self.rank % len(rng_states)])
             self.state.world_size = self.world
             self._load_grad_scaler()
@@ -124,9 +126,11 @@ class _Loop:
         self.forward = torch.compile(self.model) if self.train.compile else self.model
         self.guard = SpikeGuard(self.train.spike, self.state.spike_history)
         self.events: list[dict[str, Any]] = []
-        self.peak, self.device = device_peak_flops(self.train.precision)
+        self.peak: Peak = device_peak(self.train.precision, self.train.peak_flops)
         self.metrics = None
         if accelerator.is_main_process:
+            flops = f"{self.peak.flops:.3g} FLOP/s" if self.peak.flops else "none"
+            info(f"MFU peak per device: {flops} for {self.peak.device} ({self.peak.source})")
             for leftover in stale_temporaries(self.checkpoints):  # from a run killed mid-save
                 shutil.rmtree(leftover, ignore_errors=True)
             resume_step = self.state.step if inputs.resume_from else None
@@ -170,11 +174,17 @@ class _Loop:
         return torch.from_numpy(rows).to(self.acc.device)
 
     def _loss(self, batch: Any) -> Any:
+        return self._token_losses(batch).mean()
+
+    def _token_losses(self, batch: Any) -> Any:
+        """Cross-entropy of every next-token prediction in `batch`, shape (rows, seq_len)."""
         import torch.nn.functional as F
 
         with contextlib.nullcontext() if self.fsdp else self.acc.autocast():
-            logits = self.forward(input_ids=batch[:, :-1]).logits
-        return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+            logits = self.forward(input_ids=batch[:, :-1], use_cache=False).logits
+        targets = batch[:, 1:]
+        losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        return losses.view_as(targets)
 
     def _step(self, rows: int) -> tuple[float, float | None, bool]:
         """Forward/backward over the global batch at the cursor; apply the update unless it spikes.
@@ -197,8 +207,19 @@ class _Loop:
             clip = self.train.grad_clip if self.train.grad_clip > 0 else math.inf
             norm = self.acc.clip_grad_norm_(self.model.parameters(), clip)
             grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-            self.optimizer.step()
+            if self.acc.scaler is None:  # fp16's loss scaler skips overflowing steps itself
+                verdict = self.guard.check_grad_norm(grad_norm)
+            if not verdict.spike:
+                self.optimizer.step()
+            else:
+                grad_norm = None
         self.optimizer.zero_grad(set_to_none=True)
+        if verdict.spike and not self.train.spike.enabled:
+            raise RuntimeError(
+                f"step {self.state.step + 1}: {verdict.reason} with train.spike.enabled = false; the run stops "
+                f"before its weights are spoiled (last checkpoint: {self.last_checkpoint}); lower train.lr, "
+                f"raise train.warmup_steps or turn the spike guard on"
+            )
         rolled_back = self._on_spike(loss, verdict.reason, rows) if verdict.spike else False
         return loss, grad_norm, rolled_back
 
@@ -265,30 +286,49 @@ class _Loop:
     # --------------------------------------------------------------------------------- eval, save
 
     def evaluate(self) -> float:
-        """Mean loss per token over the first `eval_tokens` of the val split, shared across ranks."""
+        """Mean loss per token over the first `eval_tokens` of the val split, shared across ranks.
+
+        Every rank makes the same number of forward passes of the same shape (under FSDP each pass
+        all-gathers with the others): a rank with fewer windows pads with masked copies of window 0."""
         import numpy as np
         import torch
 
         n = min(max(self.train.eval_tokens // self.train.seq_len, 1), self.val_windows.num_windows)
+        per_rank = math.ceil(n / self.world)
         mine = list(range(self.rank, n, self.world))
+        weights = [1.0] * len(mine) + [0.0] * (per_rank - len(mine))
+        mine += [0] * (per_rank - len(mine))
         total = torch.zeros(2, device=self.acc.device, dtype=torch.float64)
         self.model.eval()
         with torch.no_grad():
-            for i in range(0, len(mine), self.train.micro_batch):
+            for i in range(0, per_rank, self.train.micro_batch):
                 rows = [self.val_windows.window(p) for p in mine[i : i + self.train.micro_batch]]
                 batch = torch.from_numpy(np.stack(rows)).to(self.acc.device)
-                loss = self._loss(batch)
-                tokens = batch[:, 1:].numel()
-                total += torch.tensor(
-                    [loss.item() * tokens, tokens], dtype=torch.float64, device=total.device
-                )
+                mask = torch.tensor(weights[i : i + len(rows)], dtype=torch.float64, device=total.device)
+                row_sums = self._token_losses(batch).double().sum(dim=1)
+                total += torch.stack([(row_sums * mask).sum(), mask.sum() * self.train.seq_len])
         self.model.train()
         total = self.acc.reduce(total, reduction="sum")
         return float(total[0] / total[1])
 
+    def _weights_finite(self) -> bool:
+        """Whether every weight (every shard, on every rank) is finite."""
+        import torch
+
+        bad = any(
+            not torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all()
+            for p in self.model.parameters()
+        )
+        return not self._agree(bad)[0]
+
     def save(self) -> Path:
         from accelerate.utils import gather_object
 
+        if not self._weights_finite():
+            raise RuntimeError(
+                f"step {self.state.step}: the weights hold NaN or inf, so no checkpoint is written (the last "
+                f"good one: {self.last_checkpoint}); lower train.lr or raise train.warmup_steps and resume"
+            )
         self.state.spike_history = list(self.guard.history)
         if self.acc.scaler is not None:
             self.state.grad_scaler = self.acc.scaler.state_dict()
@@ -307,6 +347,7 @@ class _Loop:
                 state=self.state,
                 rng_states=rngs,
                 tokenizer_dir=self.inputs.tokenizer_dir,
+                specials=self.inputs.specials,
                 recipe=self.recipe.to_dict(),
                 inputs=[self.inputs.tokens],
             )
@@ -365,7 +406,7 @@ class _Loop:
             events=self.events,
             tokens_per_s=tokens_per_s,
             mfu=self._mfu(tokens_per_s),
-            device=self.device,
+            peak=self.peak,
             local_params=self.local_params,
         )
 
@@ -425,9 +466,9 @@ class _Loop:
 
     def _mfu(self, tokens_per_s: float) -> float | None:
         """Model FLOPs utilisation (Chowdhery et al. 2022, PaLM App. B): achieved model FLOP/s over peak."""
-        if not self.peak:
+        if not self.peak.flops:
             return None
-        return self.size.flops_per_token * tokens_per_s / (self.peak * self.world)
+        return self.size.flops_per_token * tokens_per_s / (self.peak.flops * self.world)
 
     def _record(self, loss: float, lr: float, grad_norm: float | None, tokens: int, seconds: float) -> dict:
         tokens_per_s = tokens / seconds if seconds else 0.0

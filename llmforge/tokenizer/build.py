@@ -50,10 +50,6 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
             f"tokenizer.vocab_size: {cfg.vocab_size} is smaller than the {min_vocab_size(cfg)} tokens that "
             f"{cfg.algorithm} needs for its special tokens and base alphabet"
         )
-    if cfg.whitespace == "code" and cfg.algorithm != "bpe":
-        raise UserError(
-            f"tokenizer.whitespace: 'code' applies to algorithm 'bpe' only, not {cfg.algorithm!r}"
-        )
     specials = special_token_list(cfg)
     unk = cfg.special_tokens.unk
     algo = cfg.algorithm
@@ -64,7 +60,7 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
         trainer = trainers.BpeTrainer(
             vocab_size=cfg.vocab_size,
-            min_frequency=cfg.min_frequency,
+            min_frequency=cfg.min_count,
             special_tokens=specials,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
@@ -75,7 +71,7 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
         tok.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(
             vocab_size=cfg.vocab_size,
-            min_frequency=cfg.min_frequency,
+            min_frequency=cfg.min_count,
             special_tokens=specials,
             show_progress=False,
         )
@@ -98,7 +94,7 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
         tok.decoder = decoders.Fuse()
         trainer = trainers.WordLevelTrainer(
             vocab_size=cfg.vocab_size,
-            min_frequency=1 if algo == "char" else cfg.min_frequency,
+            min_frequency=cfg.min_count,
             special_tokens=specials,
             show_progress=False,
         )
@@ -143,7 +139,7 @@ def _with_digits(cfg: TokenizerConfig, pre: Any) -> Any:
 def _byte_level_pre_tokenizer(cfg: TokenizerConfig) -> Any:
     from tokenizers import Regex, pre_tokenizers
 
-    if cfg.whitespace == "gpt2":
+    if cfg.whitespace != "code":
         pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     else:
         pre = pre_tokenizers.Sequence(

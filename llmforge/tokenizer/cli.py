@@ -66,13 +66,18 @@ def encode(
         None, "--tokenizer", help="Tokenizer artifact (default: runs/<name>/tokenizer)."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Processes (overrides tokenizer.workers)."
+        None,
+        "--workers",
+        min=1,
+        help="Worker processes at most (overrides tokenizer.workers); started only when each gets 32 MB "
+        "of text or more, below that one process encodes on every core.",
     ),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the encoding report as JSON on stdout."),
 ) -> None:
     """Encode the dataset into runs/<name>/tokens (flat uint16/uint32 shards + index.json, EOS after every
-    document, train/val split by document hash). Re-running after a crash keeps finished shards.
+    document, train/val split by a hash of the origin document, so up-sampled and counterfactual copies of
+    a document share its split). Re-running after a crash keeps finished shards.
 
     Example: llmforge tokenize encode recipes/tiny.toml --workers 2
     """
@@ -109,7 +114,8 @@ def encode(
     speed = f"{report['encode_mb_per_s']} MB/s" if report["encode_mb_per_s"] else "all shards resumed"
     info(
         f"[green]wrote[/] {out} ({report['dtype']}, {report['bytes_per_token']} bytes/token, "
-        f"{report['seconds']:.2f} s, {speed}, {report['resumed_units']} shard(s) resumed)"
+        f"{report['seconds']:.2f} s, {speed}, {report['processes']} process(es), "
+        f"{report['resumed_units']} shard(s) resumed)"
     )
 
 
@@ -118,8 +124,13 @@ def compare(
     tokenizers: list[Path] = typer.Argument(..., metavar="TOKENIZER...", help="Tokenizer directories."),
     data: Path = typer.Option(..., "--data", help="Dataset artifact to measure on (its val split)."),
     max_bytes: int = typer.Option(5_000_000, "--max-bytes", min=1, help="Held-out text to use, in bytes."),
-    val_fraction: float = typer.Option(
-        0.01, "--val-fraction", min=0, max=0.99, help="The split the tokenizers were trained with."
+    val_fraction: float | None = typer.Option(
+        None,
+        "--val-fraction",
+        min=0,
+        max=0.99,
+        help="Held-out share to measure on (default: the split of the tokens artifact beside --data, else "
+        "the one the first tokenizer was trained with).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON on stdout."),
     png: Path | None = typer.Option(None, "--png", help="Also draw the metrics as a bar chart (PNG)."),
@@ -151,7 +162,8 @@ def compare(
         for r in result["tokenizers"]
     ]
     summary_table(
-        f"tokenize compare on {result['documents']:,} {sample_label(result)} documents of {data}",
+        f"tokenize compare on {result['documents']:,} {sample_label(result)} documents of {data} "
+        f"(val_fraction {result['val_fraction']}: {result['val_fraction_from']})",
         rows,
         (
             "tokenizer",

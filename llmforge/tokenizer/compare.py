@@ -8,19 +8,50 @@ covers the same text with fewer tokens); fertility is from Rust et al. 2021 ("Ho
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from llmforge.artifacts import MANIFEST, TOKENS_DIR
 from llmforge.artifacts.dataset import iter_documents
+from llmforge.artifacts.tokens import INDEX
 from llmforge.console import UserError
+from llmforge.tokenizer.config import TokenizerConfig
 from llmforge.tokenizer.encode import load_tokenizer_file
 from llmforge.tokenizer.split import is_val
 
 LONG_TOKEN_BYTES = 8
 BATCH_DOCS = 256
+
+
+def held_out_fraction(dataset: Path, tokenizers: list[Path], given: float | None) -> tuple[float, str]:
+    """(val_fraction, where it comes from) of the held-out split to measure on: `given`, else the split of
+    the tokens artifact encoded from `dataset` in its run directory, else the split our first tokenizer was
+    trained with (recorded in its manifest), else the `[tokenizer]` default."""
+    if given is not None:
+        return given, "--val-fraction"
+    tokens = dataset.parent / TOKENS_DIR
+    manifest, index = _json(tokens / MANIFEST), _json(tokens / INDEX)
+    encoded_from = {i.get("path") for i in manifest.get("inputs", [])}
+    if str(dataset.resolve()) in encoded_from and "val_fraction" in index.get("split", {}):
+        return index["split"]["val_fraction"], f"the split of {tokens}"
+    for t in tokenizers:
+        m = _json(t / MANIFEST)
+        if m.get("kind") == "tokenizer" and isinstance(m.get("recipe", {}).get("val_fraction"), (int, float)):
+            return m["recipe"]["val_fraction"], f"the split {t} was trained with"
+    return TokenizerConfig.model_fields["val_fraction"].default, "the [tokenizer] default"
+
+
+def _json(f: Path) -> dict[str, Any]:
+    """A JSON object from `f`, or {} when it is missing or not one."""
+    try:
+        obj = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def held_out_texts(dataset: Path, max_bytes: int, val_fraction: float) -> tuple[list[dict], bool]:
@@ -99,13 +130,17 @@ def _token_bytes(tok: Any, token_id: int) -> int:
 
 
 def compare_tokenizers(
-    tokenizers: list[Path], dataset: Path, max_bytes: int, val_fraction: float
+    tokenizers: list[Path], dataset: Path, max_bytes: int, val_fraction: float | None = None
 ) -> dict[str, Any]:
+    """Metrics of every tokenizer on the held-out split of `dataset` (see `held_out_fraction`)."""
+    val_fraction, split_from = held_out_fraction(dataset, tokenizers, val_fraction)
     docs, held_out = held_out_texts(dataset, max_bytes, val_fraction)
     return {
         "dataset": str(dataset),
         "documents": len(docs),
         "held_out": held_out,
+        "val_fraction": val_fraction,
+        "val_fraction_from": split_from,
         "long_token_bytes": LONG_TOKEN_BYTES,
         "tokenizers": [tokenizer_metrics(t, docs) for t in tokenizers],
     }

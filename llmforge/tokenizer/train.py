@@ -94,12 +94,17 @@ def train_tokenizer(
 
 
 def save_pretrained(tok: Any, cfg: TokenizerConfig, directory: Path) -> None:
-    """Write the transformers files for `tok` (a `tokenizers.Tokenizer`) into `directory`."""
+    """Write the transformers files for `tok` (a `tokenizers.Tokenizer`) into `directory`.
+
+    The declared bos_token is EOS (GPT-2's convention): documents are separated by EOS in the token shards,
+    so EOS is what the model saw before every document, and evaluation that prefixes text with the bos
+    (lm-eval's rolling log-likelihood) gives the model that context. `<|bos|>` stays in the vocabulary
+    (id 0, so ids do not shift) as a special token."""
     from transformers import PreTrainedTokenizerFast
 
     st = cfg.special_tokens
     special = {
-        "bos_token": st.bos,
+        "bos_token": st.eos,
         "eos_token": st.eos,
         "pad_token": st.pad,
         "unk_token": st.unk,

@@ -9,6 +9,8 @@ files (named after the wrapper's label)."""
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -79,12 +81,9 @@ class Metered(PipelineStep):
             yield doc
 
     def _scoped(self, data: DocumentsPipeline, rank: int, world_size: int) -> DocumentsPipeline:
-        # one document at a time through the inner step: only per-document steps are scoped (not dedup)
-        for doc in data:
-            if doc.metadata.get("source") in self.only:
-                yield from self.step.run(iter([doc]), rank, world_size)
-            else:
-                yield doc
+        """The in-scope documents go through one `run` of the inner step (see `Scoped`), the others pass by,
+        in input order."""
+        yield from Scoped(self.step, self.only).run(data, rank, world_size)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         watch = Stopwatch()
@@ -92,6 +91,75 @@ class Metered(PipelineStep):
         inner = self.step.run if self.only is None else self._scoped
         yield from self._count(watch.drain(watch.call(inner, counted, rank, world_size)), "out")
         watch.record(self)
+
+
+class Scoped:
+    """Runs `step` once over the documents of the `only` sources while the others pass by, keeping the order.
+
+    The inner step runs in a helper thread and pulls its input through a hand-over: after each in-scope
+    document goes in, its outputs are passed on until the step asks for the next one, and only then do the
+    out-of-scope documents that follow it pass by. So a step sees its documents as one stream (its state, its
+    sandbox process and its timers live once per task, as without a scope), nothing is buffered, and a step
+    that emits a document's output before asking for the next keeps the input order exactly. The threads never
+    run at once (each waits on the other), so the output does not depend on scheduling."""
+
+    _END = object()
+
+    def __init__(self, step: PipelineStep, only: set[str]):
+        self.step, self.only = step, only
+        self._to_step: queue.Queue = queue.Queue(maxsize=1)
+        self._from_step: queue.Queue = queue.Queue()
+        self._running = False  # the step's thread is waiting for input
+
+    def _feed(self) -> DocumentsPipeline:
+        while True:
+            self._from_step.put(("ready", None))
+            doc = self._to_step.get()
+            if doc is self._END:
+                return
+            yield doc
+
+    def _work(self, rank: int, world_size: int) -> None:
+        try:
+            for out in self.step.run(self._feed(), rank, world_size) or ():
+                self._from_step.put(("doc", out))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            self._from_step.put(("error", e))
+        else:
+            self._from_step.put(("end", None))
+
+    def _outputs(self) -> DocumentsPipeline:
+        """The step's outputs until it asks for input again (or ends, or fails: re-raised here)."""
+        while True:
+            kind, value = self._from_step.get()
+            if kind == "doc":
+                yield value
+                continue
+            self._running = kind == "ready"
+            if kind == "error":
+                raise value
+            return
+
+    def run(self, data: DocumentsPipeline, rank: int, world_size: int) -> DocumentsPipeline:
+        thread = threading.Thread(target=self._work, args=(rank, world_size), daemon=True)
+        thread.start()
+        try:
+            yield from self._outputs()
+            for doc in data:
+                if doc.metadata.get("source") not in self.only:
+                    yield doc
+                elif self._running:  # a step that stopped reading gets no more documents
+                    self._to_step.put(doc)
+                    yield from self._outputs()
+            if self._running:
+                self._to_step.put(self._END)
+                yield from self._outputs()
+        finally:
+            if self._running:  # closed early or failed downstream: let the step finish, drop its outputs
+                self._to_step.put(self._END)
+                for _ in self._outputs():
+                    pass
+            thread.join()
 
 
 class Timed(PipelineStep):

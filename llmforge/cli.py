@@ -111,11 +111,13 @@ def inspect_artifact(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest and lineage as JSON."),
     verify: bool = typer.Option(
-        False, "--verify", help="Also rehash every file against the manifest (reads the whole artifact)."
+        False,
+        "--verify",
+        help="Also rehash every file against the manifest, check every token id (reads the whole artifact).",
     ),
 ) -> None:
     """Show an artifact's kind, inputs, statistics and lineage, and check it against its contract
-    (files present at their recorded sizes, the kind's layout; with --verify, every file's hash).
+    (files present at their recorded sizes, the kind's layout; with --verify, every file's hash and id).
 
     Example: llmforge inspect runs/tiny/tokens --verify
     """

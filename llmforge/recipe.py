@@ -194,11 +194,14 @@ def apply_override(raw: dict[str, Any], item: str, source: str = "recipe") -> No
 
 
 def _from_command_line(value: Any) -> Any:
-    """Mark the strings of a `--set` value, so a relative path in one resolves against the current directory."""
+    """Mark the strings of a `--set` value (in lists and inline tables too), so a relative path in one
+    resolves against the current directory."""
     if isinstance(value, str):
         return CommandLineValue(value)
     if isinstance(value, list):
         return [_from_command_line(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _from_command_line(v) for k, v in value.items()}
     return value
 
 

@@ -166,6 +166,19 @@ def damaged_file(artifact: str, name: str, offset: int, data: bytes) -> Prepare:
     return prepare
 
 
+def recorded_max_id(max_id: int) -> Prepare:
+    """A copy of the World's tokens whose index.json records `max_id` for train/00000.bin, as {edited}."""
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        copy = copy_of(world.tokens, tmp)
+        index = json.loads((copy / "index.json").read_text())
+        index["splits"]["train"]["shards"][0]["max_id"] = max_id
+        (copy / "index.json").write_text(json.dumps(index))
+        return {"edited": str(copy)}
+
+    return prepare
+
+
 # --- prepare functions: build a damaged input in the case's tmp dir, return its placeholders -------------
 
 
@@ -335,8 +348,8 @@ CASES = [
     Case("tokenize vocab_size above the bound", ["tokenize", "train", "{recipe}", "--set", "tokenizer.vocab_size=1000000000"], 2, "tokenizer.vocab_size = 1000000000: expected a value less than or equal to 1048576"),
     Case("tokenize min_frequency with unigram", ["tokenize", "train", "{recipe}", "--set", "tokenizer.algorithm=unigram", "--set", "tokenizer.min_frequency=3"], 2, "tokenizer.min_frequency does not apply to algorithm 'unigram'"),
     Case("tokenize whitespace with wordpiece", ["recipe", "check", "{recipe}", "--set", "tokenizer.algorithm=wordpiece", "--set", "tokenizer.whitespace=code"], 2, "tokenizer.whitespace does not apply to algorithm 'wordpiece'"),
-    Case("inspect token id beyond the vocabulary", ["inspect", "{edited}"], 2, "token 0 has id 65535, not below the vocab_size 300", damaged_file("tokens", "train/00000.bin", 0, b"\xff\xff")),
-    Case("pretrain token id beyond the vocabulary", ["pretrain", "{recipe}", "--tokens", "{edited}", "--set", "run.out_dir={tmp}"], 2, "has id 65535, not below the vocab_size 300", damaged_file("tokens", "train/00000.bin", 0, b"\xff\xff")),
+    Case("inspect token id beyond the vocabulary", ["inspect", "{edited}", "--verify"], 2, "token 0 has id 65535, not below the vocab_size 300", damaged_file("tokens", "train/00000.bin", 0, b"\xff\xff")),
+    Case("pretrain token id beyond the vocabulary", ["pretrain", "{recipe}", "--tokens", "{edited}", "--set", "run.out_dir={tmp}"], 2, "records max_id 65535, not below the vocab_size 300", recorded_max_id(65535)),
     Case("tokenize encode unknown dataset", ["tokenize", "encode", "{recipe}", "--data", "{missing}", "--set", "run.out_dir={tmp}"], 2, "{missing}"),
     # --- tokenize (add cases above this line) ---
     Case("pretrain model vocab_size 1e9", ["pretrain", "{recipe}", "--set", "model.vocab_size=1000000000"], 2, "model.vocab_size = 1000000000: expected a value less than or equal to 4194304"),

@@ -290,3 +290,21 @@ def test_line_dedup_removes_repeated_line_spans(tmp_path):
     assert all(docs[f"d{i}"].split("\n")[-8:] == body for i, body in enumerate(bodies))
     step = report["steps"][0]
     assert step["dropped"] == {"line_dedup": 1} and step["bytes_out"] < step["bytes_in"]
+
+
+def test_resumed_task_rewrites_its_removed_ids_instead_of_appending_them_again(tmp_path):
+    from datatrove.data import Document
+
+    from llmforge.data.steps.examples import RemovedExamples, read_removed_documents, read_removed_ids
+
+    def run_task(rank: int, ids: list[str]) -> None:  # each run of a task has its own writer (a new process)
+        examples = RemovedExamples(tmp_path, "html", every_id=True, full_documents=5)
+        for i in ids:
+            examples.write(Document(text=f"page {i}", id=i, metadata={"source": "web"}), rank=rank)
+
+    run_task(0, ["a", "b"])
+    run_task(1, ["c"])
+    run_task(0, ["a", "b", "a"])  # task 0 re-run after a crash; two pages of its input share the id "a"
+    assert (tmp_path / "ids-00000.jsonl").read_text().count('"id": "a"') == 2
+    assert [r["id"] for r in read_removed_ids(tmp_path)] == ["a", "b", "a", "c"]
+    assert [r["id"] for r in read_removed_documents(tmp_path, 10)] == ["a", "b", "a", "c"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -147,6 +148,20 @@ class FakeSlurm:
                 del os.environ["SLURM_ARRAY_TASK_ID"], os.environ["SLURM_NODELIST"]
 
 
+def fake_squeue(tmp_path: Path, monkeypatch) -> Path:
+    """Puts a `squeue` on PATH that lists the asked-for job ids found in the returned file (the queue)."""
+    queue, bin_dir = tmp_path / "queue", tmp_path / "bin"
+    queue.write_text("")
+    bin_dir.mkdir()
+    script = bin_dir / "squeue"
+    script.write_text(
+        f'#!/bin/sh\nfor id in $(echo "$@" | sed "s/.*--jobs //" | tr , " "); do grep -x "$id" {queue}; done\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return queue
+
+
 def slurm_table(src: Path, **extra) -> dict:
     return {
         "sources": [{"name": "web", "type": "jsonl", "path": str(src)}],
@@ -180,8 +195,36 @@ def test_slurm_submits_then_a_rerun_assembles_the_dataset(tmp_path, monkeypatch)
     report, docs = build(slurm_table(src), tmp_path / "run")
     assert len(fake.scripts) == submitted  # nothing resubmitted: every task had its completion marker
     assert report["executor"] == "slurm" and len(docs) == 50  # 55 minus the 5 exact copies
-    _, local = build({**slurm_table(src), "executor": "local"}, tmp_path / "local")
+    local_table = {k: v for k, v in slurm_table(src).items() if not k.startswith("slurm_")}
+    _, local = build({**local_table, "executor": "local"}, tmp_path / "local")
     assert docs == local
+
+
+def test_slurm_rerun_while_submitted_jobs_still_run_refuses_instead_of_resubmitting(tmp_path, monkeypatch):
+    """datatrove only looks at completion markers, so a re-run resubmitted the queued tasks: two array jobs
+    writing the same shards."""
+    import datatrove.executor.slurm as slurm
+
+    from llmforge.data.pipeline import SlurmSubmitted
+
+    fake = FakeSlurm()
+    monkeypatch.setattr(slurm, "launch_slurm_job", fake.launch)
+    monkeypatch.setattr(slurm, "expand_slurm_nodelist", lambda nodes: [nodes])
+    queue = fake_squeue(tmp_path, monkeypatch)
+    src = planted_corpus(tmp_path / "src")
+    with pytest.raises(SlurmSubmitted) as submitted:
+        build(slurm_table(src), tmp_path / "run")
+    job_ids = re.search(r"\(([\d, ]+)\)", str(submitted.value)).group(1).split(", ")
+    queue.write_text(job_ids[-1] + "\n")  # the last stage's job still pending
+    scripts = len(fake.scripts)
+    with pytest.raises(UserError, match=rf"Slurm jobs {', '.join(job_ids)} .*still queued or running.*when"):
+        build(slurm_table(src), tmp_path / "run")
+    assert len(fake.scripts) == scripts  # nothing resubmitted
+
+    queue.write_text("")
+    fake.run_jobs()
+    _, docs = build(slurm_table(src), tmp_path / "run")
+    assert len(fake.scripts) == scripts and len(docs) == 50
 
 
 def test_slurm_wait_assembles_in_one_command_and_names_unfinished_work(tmp_path, monkeypatch):
@@ -201,3 +244,22 @@ def test_slurm_wait_assembles_in_one_command_and_names_unfinished_work(tmp_path,
     fake.run_at_submit = False  # jobs that end without finishing their tasks
     with pytest.raises(RuntimeError, match="ended but pass 1.*run the same command again"):
         build(slurm_table(src, slurm_wait=True), tmp_path / "again")
+
+
+@pytest.mark.parametrize("executor", ["local", "ray", None])
+def test_slurm_keys_without_the_slurm_executor_are_refused_not_ignored(tmp_path, executor):
+    from llmforge.recipe import validate_recipe
+
+    data = {"sources": [{"name": "web", "type": "jsonl", "path": "a.jsonl"}], "slurm_wait": True}
+    if executor:
+        data["executor"] = executor
+    with pytest.raises(UserError, match=r"^r.toml: data.slurm_wait: .*executor = \"slurm\""):
+        validate_recipe({"data": data}, source="r.toml")
+    data |= {"slurm_wait": False}  # set, even to its default
+    with pytest.raises(UserError, match=r"data.slurm_wait"):
+        validate_recipe({"data": data}, source="r.toml")
+    data |= {"slurm_max_parallel": 4}
+    with pytest.raises(UserError, match=r"data.slurm_max_parallel"):
+        validate_recipe({"data": data}, source="r.toml")
+    assert validate_recipe({"data": {**data, "executor": "slurm"}}).data.slurm_max_parallel == 4
+    assert validate_recipe({"data": {k: v for k, v in data.items() if not k.startswith("slurm_")}})

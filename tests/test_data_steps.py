@@ -194,3 +194,21 @@ def test_html_to_text_keeps_a_long_article_trafilatura_dedup_dropped(tmp_path, s
     assert step["dropped_ids"] == [{"id": "empty.html", "reason": "no_text_extracted", "source": "pages"}]
     sample = (tmp_path / "run" / "dataset" / "dropped" / "00.html_to_text.jsonl").read_text()
     assert json.loads(sample)["text"].startswith("<html><head><script>")
+
+
+def test_html_target_language_without_py3langid_is_refused_not_ignored(monkeypatch):
+    """trafilatura only logs "Language detector not installed" and keeps every page."""
+    import sys
+
+    from llmforge.console import UserError
+    from llmforge.data.config import StepConfig
+    from llmforge.data.registry import validate_steps
+
+    steps = [StepConfig.model_validate({"type": "html_to_text", "target_language": "en"})]
+    monkeypatch.setitem(sys.modules, "py3langid", None)  # import py3langid raises ImportError
+    with pytest.raises(
+        UserError, match=r"^data.steps\[0\] \(html_to_text\): option target_language: .*py3langid"
+    ):
+        validate_steps(steps, ["web"])
+    monkeypatch.setitem(sys.modules, "py3langid", object())  # installed
+    assert validate_steps(steps, ["web"])[0][1].target_language == "en"

@@ -367,3 +367,11 @@ def test_numbers_in_lists_and_tables_are_strict_too(tmp_path):
     with pytest.raises(UserError, match=r'plan\.ladder_budgets\[0\] = "1e15": expected a number'):
         load_recipe(TINY, ['plan.ladder_budgets=["1e15"]'])
     assert load_recipe(TINY, ["plan.ladder_budgets=[1e15, 3]"]).plan.ladder_budgets == [1e15, 3.0]
+
+
+def test_set_paths_inside_inline_tables_are_relative_to_the_current_directory(
+    nested_recipe, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(nested_recipe, ['data.sources=[{name="a", type="jsonl", path="corpus.jsonl"}]'])
+    assert recipe.data.sources[0].path == str(tmp_path / "corpus.jsonl")

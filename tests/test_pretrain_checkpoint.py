@@ -212,6 +212,36 @@ def test_resume_from_damaged_weights_falls_back_to_the_previous_checkpoint(tmp_p
     assert again["final_val_loss"] == pytest.approx(first["final_val_loss"], rel=1e-6)  # steps 5-6 redone
 
 
+def test_damaged_newest_checkpoint_is_set_aside_so_pruning_keeps_the_good_ones(
+    tmp_path, tokens, capsys, monkeypatch
+):
+    """After falling back from a damaged step-000006, the damaged directory still counted as the newest
+    checkpoint: with keep_last = 1 an off-schedule save (a pre-emption at step 5) deleted every good one
+    and kept the damaged one, and the outcome's checkpoint (rollback's target) was gone."""
+    from llmforge.pretrain import trainer
+    from llmforge.pretrain.run import run_pretraining
+
+    train = {"max_steps": 6, "checkpoint_every": 2, "keep_last": 3}
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, train=train)
+    run_pretraining(load_recipe(recipe), tokens)
+    checkpoints = tmp_path / "t" / "checkpoints"
+    truncate(checkpoints / "step-000006" / "model.safetensors", 100)
+    real = trainer._Loop._checkpoint_if_due
+    monkeypatch.setattr(
+        trainer._Loop, "_checkpoint_if_due", lambda self, signalled: real(self, self.state.step == 5)
+    )
+    capsys.readouterr()
+    stopped = run_pretraining(load_recipe(recipe, ["train.keep_last=1"]), tokens)
+    assert stopped.interrupted and stopped.checkpoint.is_dir()
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".damaged-step-000006", "step-000005"]
+    stderr = capsys.readouterr().err
+    assert "falling back to the previous checkpoint; set it aside as .damaged-step-000006" in stderr
+    monkeypatch.undo()
+    done = run_pretraining(load_recipe(recipe, ["train.keep_last=1"]), tokens)
+    assert done.interrupted is None and done.results["steps"] == 6
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".damaged-step-000006", "step-000006"]
+
+
 # ------------------------------------------------------------------------------------- resume rules
 
 
@@ -231,6 +261,29 @@ def test_resuming_with_a_larger_max_steps_refuses_to_restart_the_cosine_schedule
     assert preflight(
         load_recipe(recipe, ["train.lr=5e-3"]), tokens, resume=False, world_size=1, cuda=False
     ).resume_from
+
+
+def test_schedule_change_is_refused_even_when_the_saved_train_table_no_longer_validates(
+    tmp_path, tokens, capsys
+):
+    """A saved [train] table that no longer validated (here: a retired key) skipped the check silently."""
+    from llmforge.pretrain.preflight import preflight
+    from llmforge.pretrain.run import run_pretraining
+
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, train={"max_steps": 10})
+    run_pretraining(load_recipe(recipe), tokens)
+    manifest = tmp_path / "t" / "checkpoints" / "step-000010" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["recipe"]["train"]["retired_key"] = 1
+    manifest.write_text(json.dumps(data))
+    longer = load_recipe(recipe, ["train.max_steps=20"])
+    with pytest.raises(UserError, match="train.max_steps = 10; resuming with train.max_steps = 20 changes"):
+        preflight(longer, tokens, resume=True, world_size=1, cuda=False)
+    del data["recipe"]["train"]["max_steps"]  # a recipe without the key: a warning, the rest still checked
+    manifest.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert preflight(longer, tokens, resume=True, world_size=1, cuda=False).resume_from
+    assert "its recipe has no train.max_steps; the LR-schedule check takes" in capsys.readouterr().err
 
 
 def test_constant_and_stable_wsd_schedules_extend(tmp_path, tokens):
@@ -352,6 +405,21 @@ def test_cpu_peak_measured_under_load_does_not_stick(tmp_path, monkeypatch):
         metrics._measured_once.cache_clear()
         monkeypatch.setattr(metrics, "measure_matmul_flops", lambda dtype, m=measured: m)
         assert metrics.device_peak("bf16-mixed").flops == kept
+    metrics._measured_once.cache_clear()
+
+
+def test_cpu_peak_is_measured_only_by_local_rank_0_once_cached(tmp_path, monkeypatch):
+    """Every torchrun rank measured a matmul at once, each on cores the others were loading."""
+    from llmforge.pretrain import metrics
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    for measured, peak, rank in ((1.5e11, 1.5e11, "1"), (9e11, 1.5e11, "1"), (9e11, 9e11, "0")):
+        metrics._measured_once.cache_clear()
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        monkeypatch.setattr(metrics, "measure_matmul_flops", lambda dtype, m=measured: calls.append(m) or m)
+        assert metrics.device_peak("fp32").flops == peak
+    assert calls == [1.5e11, 9e11]  # rank 1 measured only while nothing was cached
     metrics._measured_once.cache_clear()
 
 

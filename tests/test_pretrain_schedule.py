@@ -58,13 +58,24 @@ def test_batch_ramp_grows_in_whole_micro_batches():
 
 def test_spike_guard_flags_outliers_and_non_finite_but_not_noise():
     guard = SpikeGuard(SpikeGuardConfig(sigma=6, window=20, min_history=10))
-    noisy = [3.0 + 0.05 * math.sin(i) for i in range(30)]
-    assert not any(guard.check(x).spike for x in noisy)
+    for x in [3.0 + 0.05 * math.sin(i) for i in range(30)]:
+        assert not guard.check(x).spike
+        guard.accept(x)
     assert guard.check(4.0).spike
     assert guard.check(float("nan")).spike
     assert guard.check(float("inf")).spike
     assert not guard.check(3.02).spike
     assert len(guard.history) == 20  # spikes never entered the window
+
+
+def test_dropped_update_with_non_finite_grad_norm_stays_out_of_the_spike_window():
+    """check(loss) added the loss to the window before check_grad_norm dropped the update."""
+    guard = SpikeGuard(SpikeGuardConfig(min_history=2), [3.0, 3.1, 2.9])
+    assert not guard.check(3.05).spike
+    assert guard.check_grad_norm(float("inf")).spike
+    assert list(guard.history) == [3.0, 3.1, 2.9]
+    guard.accept(3.05)  # an applied update
+    assert list(guard.history) == [3.0, 3.1, 2.9, 3.05]
 
 
 def test_spike_guard_waits_for_history():

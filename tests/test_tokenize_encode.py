@@ -174,19 +174,68 @@ def test_more_workers_than_a_few_megabytes_need_start_no_processes(tmp_path, set
 
 
 def test_shard_with_an_id_beyond_the_vocabulary_fails_the_contract(tmp_path, cli, setup):
-    """`inspect` passed a shard holding ids ≥ vocab_size; pretraining then died with an IndexError."""
+    """`inspect` passed a shard holding ids ≥ vocab_size; pretraining then died with an IndexError. Checking
+    by scanning every shard at every start read a 100B-token corpus per rank per restart, so the cheap check
+    trusts the recorded max_id; same-size damage is found by `inspect --verify` and by the reader."""
     _encode(setup, tmp_path / "tokens")
     shard = tmp_path / "tokens/train/00001.bin"
     ids = np.fromfile(shard, dtype="<u2")
     ids[7] = 500  # vocab_size is 500: ids run 0..499
     ids.tofile(shard)  # same size: the manifest's file sizes still match
+    validate_tokens(tmp_path / "tokens")  # the recorded max_id is below vocab_size: no scan
     with pytest.raises(UserError, match="token 7 has id 500, not below the vocab_size 500"):
+        validate_tokens(tmp_path / "tokens", scan=True)
+    shards = TokenShards(tmp_path / "tokens", "train")
+    first = shards.index["splits"]["train"]["shards"][0]["tokens"]
+    with pytest.raises(
+        UserError, match=f"train token {first + 7:,} has id 500, not below the vocab_size 500"
+    ):
+        shards.read(first, 64)
+    assert len(TokenShards(tmp_path / "tokens", "val").read(0, 64)) == 64
+    r = cli("inspect", str(tmp_path / "tokens"), "--verify")
+    assert r.returncode == 2 and "00001.bin: token 7 has id 500, not below the vocab_size 500" in r.stderr, (
+        r.stderr
+    )
+
+
+def test_each_shard_records_its_largest_id_and_readers_check_that(tmp_path, cli, setup):
+    _encode(setup, tmp_path / "tokens")
+    index_file = tmp_path / "tokens/index.json"
+    index = json.loads(index_file.read_text())
+    for split in SPLITS:
+        for s in index["splits"][split]["shards"]:
+            ids = np.fromfile(tmp_path / "tokens" / s["file"], dtype="<u2")
+            assert s["max_id"] == (int(ids.max()) if len(ids) else -1)
+
+    def rewrite(max_id):
+        edited = json.loads(json.dumps(index))
+        if max_id is None:
+            for split in SPLITS:
+                for s in edited["splits"][split]["shards"]:
+                    del s["max_id"]
+        else:
+            edited["splits"]["train"]["shards"][0]["max_id"] = max_id
+        index_file.write_text(json.dumps(edited))
+
+    rewrite(500)  # at vocab_size: fails without reading a token
+    with pytest.raises(
+        UserError, match="00000.bin: index.json records max_id 500, not below the vocab_size 500"
+    ):
         validate_tokens(tmp_path / "tokens")
-    with pytest.raises(UserError, match="00001.bin: token 7 has id 500"):
-        TokenShards(tmp_path / "tokens", "train")
-    assert len(TokenShards(tmp_path / "tokens", "val")) > 0  # a reader scans the split it reads
-    r = cli("inspect", str(tmp_path / "tokens"))
-    assert r.returncode == 2 and "has id 500, not below the vocab_size 500" in r.stderr, r.stderr
+    r = cli("inspect", str(tmp_path / "tokens"))  # before the sizes: index.json was edited
+    assert r.returncode == 2 and "records max_id 500, not below the vocab_size 500" in r.stderr, r.stderr
+    rewrite(index["splits"]["train"]["shards"][0]["max_id"] - 1)  # below the real one: only a scan sees it
+    validate_tokens(tmp_path / "tokens")
+    with pytest.raises(UserError, match="00000.bin: its largest id is .*, index.json records max_id"):
+        validate_tokens(tmp_path / "tokens", scan=True)
+    rewrite(None)  # an index without max_id (older or hand-written artifacts) is scanned
+    validate_tokens(tmp_path / "tokens")
+    shard = tmp_path / "tokens/train/00001.bin"
+    ids = np.fromfile(shard, dtype="<u2")
+    ids[3] = 500
+    ids.tofile(shard)
+    with pytest.raises(UserError, match="00001.bin: token 3 has id 500, not below the vocab_size 500"):
+        validate_tokens(tmp_path / "tokens")
 
 
 def test_copies_of_a_document_never_straddle_train_and_val(tmp_path, cli, shared_data):
@@ -315,3 +364,22 @@ def test_cli_encode_and_inspect_flags_corrupt_tokens(tmp_path, cli, setup):
         TokenShards(out)
     r = cli("inspect", str(out))
     assert "corrupt shard" in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize(
+    ("doc_id", "origin"),
+    [
+        ("x", "x"),
+        ("x#cf", "x"),
+        ("x#3", "x"),
+        ("x#cf#3", "x"),
+        ("x#cf#cf", "x"),  # two CDA steps
+        ("x#cf#cf#12", "x"),
+        ("x#0", "x#0"),  # not a repeat number (k ≥ 1)
+        ("a#cfb", "a#cfb"),
+    ],
+)
+def test_origin_id_strips_the_cf_of_every_cda_step(doc_id, origin):
+    from llmforge.tokenizer.split import origin_id
+
+    assert origin_id(doc_id) == origin

@@ -164,7 +164,7 @@ def _verify_hashes(path: Path, manifest: dict) -> None:
 
 def check_artifact(path: str | Path, manifest: dict, *, verify: bool = False) -> str | None:
     """None when the artifact meets its contract (its kind's layout, files at their recorded sizes, and
-    with `verify` every file's hash), else why not."""
+    with `verify` every file's hash and, for tokens, every id), else why not."""
     from llmforge.artifacts import KINDS
 
     path = Path(path)
@@ -175,6 +175,10 @@ def check_artifact(path: str | Path, manifest: dict, *, verify: bool = False) ->
         _check_kind(path, kind)
         _check_files(path, manifest)
         if verify:
+            if kind == "tokens":  # every id, not only the max_id index.json records (names the bad token)
+                from llmforge.artifacts.tokens import validate_tokens
+
+                validate_tokens(path, scan=True)
             _verify_hashes(path, manifest)
     except UserError as e:
         return str(e).removeprefix(f"{path}: ")

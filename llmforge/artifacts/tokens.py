@@ -9,7 +9,8 @@ Layout::
                            "tokenizer_path": "/abs/runs/x/tokenizer", "tokenizer_hash": "sha256:…",
                            "split": {"by": "origin_document", "val_fraction": f, "rule": "…"},
                            "splits": {"train": {"tokens": N, "documents": D,
-                                                "shards": [{"file": "train/00000.bin", "tokens": n, "documents": d}]},
+                                                "shards": [{"file": "train/00000.bin", "tokens": n,
+                                                            "documents": d, "max_id": m}]},
                                       "val": {...}},
                            "sources": {"stdlib": {"train_tokens": n, "val_tokens": m, "documents": d}}}
       train/00000.bin …   little-endian uint16 (vocab ≤ 65536) or uint32 ids, EOS after every document
@@ -19,9 +20,12 @@ Written by `llmforge tokenize encode` (`llmforge.tokenizer.encode`). Readers req
 `eos_id` and `splits`; the other keys are there whenever that command wrote the artifact. `split` says which
 documents the val split holds (every copy of an origin document is in one split; see its `rule`).
 
-`validate_tokens` checks the shards against the index, and that every id is below `vocab_size` (one pass of
-`max` over the memory map, remembered per file while the file is unchanged, so a second reader in the same
-process does not scan again).
+`validate_tokens` checks the shards against the index, and that every id is below `vocab_size`: cheaply from
+each shard's `max_id` (its largest id, -1 when empty, recorded at encode time), so a start reads no token. An
+index without `max_id` (older artifacts, hand-written ones), and `scan=True` (`llmforge inspect --verify`),
+read every id instead (one pass of `max` over the memory map, remembered per file while it is unchanged)
+and check the recorded `max_id` too. A same-size damaged shard passes the cheap check (as it passes the size
+check); `TokenShards.read` refuses an id ≥ `vocab_size` in what it returns, before an embedding sees it.
 
 `TokenShards` memory-maps one split as one long token stream; `TokenWindows` cuts it into fixed windows
 for training (seeded shuffle per epoch, deterministic per-rank sharding, resumable from a cursor).
@@ -76,9 +80,12 @@ def read_index(path: str | Path) -> dict[str, Any]:
     return index
 
 
-def validate_tokens(path: str | Path, id_splits: Iterable[str] | None = None) -> dict[str, Any]:
+def validate_tokens(
+    path: str | Path, id_splits: Iterable[str] | None = None, *, scan: bool = False
+) -> dict[str, Any]:
     """Check every shard against index.json (whole number of tokens, count as indexed) and that the ids of
-    the splits `id_splits` (all when None) are below the vocabulary size. Returns the index."""
+    the splits `id_splits` (all when None) are below the vocabulary size: by the recorded `max_id`, or with
+    `scan` (or none recorded) by reading every id. Returns the index."""
     path = Path(path)
     index = read_index(path)
     itemsize = np.dtype(index["dtype"]).itemsize
@@ -104,17 +111,29 @@ def validate_tokens(path: str | Path, id_splits: Iterable[str] | None = None) ->
             )
     for split in index["splits"] if id_splits is None else id_splits:
         for shard in index["splits"].get(split, {}).get("shards", []):
-            check_ids(path / shard["file"], index["dtype"], index["vocab_size"])
+            recorded = shard.get("max_id")
+            if scan or not isinstance(recorded, int):
+                check_ids(path / shard["file"], index["dtype"], index["vocab_size"], recorded)
+            elif recorded >= index["vocab_size"]:
+                raise UserError(
+                    f"{path / shard['file']}: {INDEX} records max_id {recorded}, not below the vocab_size "
+                    f"{index['vocab_size']} (encoded with another tokenizer, or {INDEX} edited)"
+                )
     return index
 
 
-def check_ids(f: Path, dtype: str, vocab_size: int) -> None:
-    """UserError naming the first id ≥ vocab_size in shard `f` (an embedding lookup would fail on it)."""
+def check_ids(f: Path, dtype: str, vocab_size: int, recorded: int | None = None) -> None:
+    """UserError naming the first id ≥ vocab_size in shard `f` (an embedding lookup would fail on it), or
+    saying that its largest id is not the `recorded` max_id."""
     stat = f.stat()
     key = (str(f.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _max_ids:
         _max_ids[key] = _max_id(f, dtype)
     if _max_ids[key] < vocab_size:
+        if isinstance(recorded, int) and recorded != _max_ids[key]:
+            raise UserError(
+                f"{f}: its largest id is {_max_ids[key]}, {INDEX} records max_id {recorded} (corrupt shard)"
+            )
         return
     ids = np.memmap(f, dtype=np.dtype(dtype).newbyteorder("<"), mode="r")
     bad = next(
@@ -169,6 +188,12 @@ class TokenShards:
             filled += take
             pos += take
             shard += 1
+        if length and out.max() >= self.vocab_size:  # one pass over what was read: cheap beside training
+            bad = int(np.argmax(out >= self.vocab_size))
+            raise UserError(
+                f"{self.path}: {self.split} token {start + bad:,} has id {int(out[bad])}, not below the "
+                f"vocab_size {self.vocab_size} of {INDEX} (corrupt shard; see llmforge inspect --verify)"
+            )
         return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from llmforge.recipe_base import RecipePath, RecipePathOrName, Table
 
@@ -166,6 +166,15 @@ class DataConfig(Table):
                 raise ValueError(problem)
         return value
 
+    @model_validator(mode="after")
+    def _slurm_keys_need_slurm(self) -> DataConfig:
+        given = sorted(k for k in self.model_fields_set if k.startswith("slurm_"))
+        if given and self.executor != "slurm":
+            raise ValueError(
+                f'data.{given[0]}: applies only with data.executor = "slurm" (not "{self.executor}")'
+            )
+        return self
+
 
 # ------------------------------------------------------------------------------------------ step options
 
@@ -195,6 +204,19 @@ class HtmlToTextOptions(_Options):
     max_dropped_samples: int = Field(
         20, ge=0, description="Dropped pages kept whole in the dataset's dropped/ folder (ids: all)."
     )
+
+    @field_validator("target_language")
+    @classmethod
+    def _needs_language_detector(cls, value: str | None) -> str | None:
+        # without py3langid trafilatura only logs "Language detector not installed" and keeps every page
+        if value is not None:
+            try:
+                import py3langid  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "needs the py3langid package to detect languages (pip install py3langid)"
+                ) from None
+        return value
 
 
 class FtfyOptions(_Options):

@@ -35,6 +35,7 @@ from llmforge.data.steps.mixture import MixtureSampler  # noqa: E402
 
 OUTPUT_DIR = "output"
 EXAMPLES_DIR = "examples"  # a few removed documents per step and drop reason (steps/examples.py)
+SLURM_JOBS = "slurm-jobs"  # in the work dir's logs/: the ids of the last Slurm submission, one a line
 
 
 def minhash_threshold(bands: int, rows: int) -> float:
@@ -319,13 +320,21 @@ def _run_slurm(stages: list[Stage], cfg: DataConfig, poll_s: float = 30.0) -> No
     (datatrove skips them); when every stage is done this returns at once and the caller assembles the
     dataset. Otherwise the stages go to Slurm as job arrays chained by `afterok`/`afterany` dependencies;
     then either wait for every completion marker, or raise `SlurmSubmitted` telling the user to run the same
-    command again once the jobs end."""
+    command again once the jobs end. The job ids are kept in the work dir: a re-run while any of them is still
+    queued or running is refused, as datatrove would resubmit their unfinished tasks beside them."""
     from datatrove.executor import SlurmPipelineExecutor
 
     if not cfg.slurm_partition:
         raise UserError('data.slurm_partition: required with data.executor = "slurm"')
     if all(stage_done(s) for s in stages):
         return
+    jobs_file = stages[0].logs.parent / SLURM_JOBS
+    earlier = jobs_file.read_text().split() if jobs_file.is_file() else []
+    if earlier and slurm_jobs_pending(earlier):
+        raise UserError(
+            f"data: Slurm jobs {', '.join(earlier)} of the last submission are still queued or running; run the "
+            "same command again when they finish (or set data.slurm_wait = true to wait for them)"
+        )
     executors, previous = [], None
     for stage in stages:
         previous = SlurmPipelineExecutor(
@@ -341,6 +350,7 @@ def _run_slurm(stages: list[Stage], cfg: DataConfig, poll_s: float = 30.0) -> No
         executors.append(previous)
     previous.run()  # submits the stages that are not done, each after the one before
     job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
+    jobs_file.write_text("\n".join(job_ids) + "\n")
     if not cfg.slurm_wait:
         raise SlurmSubmitted(
             f"submitted {len(job_ids)} Slurm job(s) ({', '.join(job_ids)}); run the same command again when "

@@ -36,7 +36,7 @@ def validate_steps(steps: list[StepConfig], source_names: list[str]) -> list[tup
         except ValidationError as e:
             err = e.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
-            raise UserError(f"{where}: option {key}: {err['msg']}") from None
+            raise UserError(f"{where}: option {key}: {err['msg'].removeprefix('Value error, ')}") from None
         if getattr(opts, "sources", None) is not None:
             unknown_sources = sorted(set(opts.sources) - set(source_names))
             if unknown_sources:

@@ -269,6 +269,17 @@ def load_trainer_state(path: Path) -> tuple[TrainState, dict[str, Any], list[dic
     return state, optimizer_state, rng_states
 
 
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to `.damaged-<name>` (a free name), out of `list_checkpoints`' and
+    `prune_checkpoints`' sight, so a resumed run neither counts it as the newest nor deletes good ones
+    to keep it."""
+    aside, n = path.with_name(f".damaged-{path.name}"), 1
+    while aside.exists():
+        aside, n = path.with_name(f".damaged-{path.name}.{n}"), n + 1
+    path.rename(aside)
+    return aside
+
+
 def prune_checkpoints(checkpoints: Path, keep_last: int, keep_every: int | None) -> list[Path]:
     """Delete all but the newest `keep_last` checkpoints and those whose step is a multiple of
     `keep_every`. Returns what was deleted."""

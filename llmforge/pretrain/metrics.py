@@ -57,7 +57,9 @@ def cache_dir() -> Path:
 def cpu_peak_flops(dtype: str, threads: int) -> tuple[float, str]:
     """(FLOP/s of a square matmul at `dtype` with `threads` threads, its description). Measured once per
     process and cached per CPU model, thread count, dtype and torch version; the cache keeps the best value
-    seen, so one measurement taken while other work loaded the machine does not stick (MFU would read high)."""
+    seen, so one measurement taken while other work loaded the machine does not stick (MFU would read high).
+    Every rank calls this (the trainer sets up its peak on each), but only LOCAL_RANK 0 measures once a
+    value is cached: ranks measuring at once would share the cores."""
     import torch
 
     key = f"{_cpu_model()} | {threads} threads | {dtype} | torch {torch.__version__}"
@@ -67,7 +69,8 @@ def cpu_peak_flops(dtype: str, threads: int) -> tuple[float, str]:
     except (OSError, ValueError):
         cached = {}
     previous = cached.get(key) if isinstance(cached.get(key), (int, float)) else 0.0
-    best = max(previous, _measured_once(dtype, threads))
+    measure = os.environ.get("LOCAL_RANK", "0") == "0" or not previous
+    best = max(previous, _measured_once(dtype, threads)) if measure else previous
     if best != previous:
         cached[key] = best
         try:

@@ -22,6 +22,7 @@ from llmforge.pretrain.checkpoint import (
     list_checkpoints,
     safetensors_header,
     safetensors_problem,
+    set_aside,
 )
 from llmforge.pretrain.config import ModelConfig, TrainConfig
 from llmforge.pretrain.launch import check_launcher
@@ -269,17 +270,24 @@ def _resume_point(recipe: Recipe, tokens: Path, resume: bool) -> Path | None:
         if resume:
             raise UserError(f"--resume: {checkpoints} holds no complete checkpoint to resume from")
         return None
-    latest = None
+    latest, damaged = None, []
     for _, path in reversed(found):
         problem = checkpoint_problem(path)
         if problem is None:
             latest = path
             break
-        warn(f"{path} is damaged ({problem}); falling back to the previous checkpoint")
+        damaged.append((path, problem))
     if latest is None:
+        for path, problem in damaged:
+            warn(f"{path} is damaged ({problem})")
         raise UserError(
             f"{checkpoints}: every checkpoint is damaged (see the warnings); remove {checkpoints} to start over"
         )
+    rank0 = os.environ.get("RANK", "0") == "0"
+    for path, problem in damaged:
+        # Rank 0 sets it aside, else pruning would count it as the newest checkpoint and delete good ones.
+        aside = f"; set it aside as {set_aside(path).name}" if rank0 else ""
+        warn(f"{path} is damaged ({problem}); falling back to the previous checkpoint{aside}")
     saved = read_manifest(latest).get("recipe", {})
     if saved.get("model") != recipe.to_dict().get("model"):
         raise UserError(
@@ -298,7 +306,10 @@ def checkpoint_problem(path: Path) -> str | None:
     weights = path / "model.safetensors"
     if not weights.is_file():
         return "no model.safetensors"
-    problem = safetensors_problem(weights)
+    try:
+        problem = safetensors_problem(weights)
+    except OSError as e:  # e.g. set aside by rank 0 while this rank read it
+        problem = f"unreadable ({e.strerror})"
     if problem:
         return f"model.safetensors: {problem}"
     for name in ("optimizer.pt", "rng.pt", "state.json"):
@@ -310,26 +321,39 @@ def checkpoint_problem(path: Path) -> str | None:
 
 def _check_same_schedule(checkpoint: Path, saved_train: dict[str, Any], train: TrainConfig) -> None:
     """Resuming must not change the LR of steps already taken: a cosine schedule stretched to a larger
-    max_steps would jump back up. Constant and inverse-sqrt schedules, and WSD before its decay, extend."""
-    changed = [k for k in SCHEDULE_KEYS if k in saved_train and saved_train[k] != getattr(train, k)]
+    max_steps would jump back up. Constant and inverse-sqrt schedules, and WSD before its decay, extend.
+    Only the schedule keys of the saved `train` table are read (the rest of it may no longer validate)."""
+    missing = [k for k in SCHEDULE_KEYS if k not in saved_train]
+    if missing:
+        warn(
+            f"{checkpoint}: its recipe has no train.{', train.'.join(missing)}; "
+            f"the LR-schedule check takes the current values"
+        )
+    saved = {k: saved_train.get(k, getattr(train, k)) for k in SCHEDULE_KEYS}
+    changed = [k for k in SCHEDULE_KEYS if saved[k] != getattr(train, k)]
     if not changed:
         return
-    try:
-        before = TrainConfig.model_validate({**saved_train, "lr": train.lr})
+    was = ", ".join(f"train.{k} = {saved[k]!r}" for k in changed)
+    now = ", ".join(f"train.{k} = {getattr(train, k)!r}" for k in changed)
+    fix = (
+        "restore it, or start a new run from this checkpoint (another run.name with model.init_from), or "
+        "train with schedule = 'wsd' or 'constant', which extend to a larger max_steps"
+    )
+    try:  # the peak LR itself may be changed on purpose
+        before = TrainConfig.model_validate({**saved, "lr": train.lr})
     except ValueError:
-        return  # an older recipe layout: nothing to compare
+        raise UserError(
+            f"{checkpoint}: was trained with {was}, which no longer validates, so resuming with {now} "
+            f"cannot be checked to keep the learning rate of steps already taken; {fix}"
+        ) from None
     step = json.loads((checkpoint / STATE_DIR / "state.json").read_text())["step"]
     stride = max(1, step // 100_000)
     for s in [*range(0, step, stride), step - 1]:
         old, new = lr_at(s, before), lr_at(s, train)
         if s >= 0 and not math.isclose(old, new, rel_tol=1e-9):
-            was = ", ".join(f"train.{k} = {saved_train[k]!r}" for k in changed)
-            now = ", ".join(f"train.{k} = {getattr(train, k)!r}" for k in changed)
             raise UserError(
                 f"{checkpoint}: was trained with {was}; resuming with {now} changes the learning rate "
-                f"of steps already taken (step {s + 1}: {old:.3g} → {new:.3g}), so the LR would jump; restore "
-                f"it, or start a new run from this checkpoint (another run.name with model.init_from), or "
-                f"train with schedule = 'wsd' or 'constant', which extend to a larger max_steps"
+                f"of steps already taken (step {s + 1}: {old:.3g} → {new:.3g}), so the LR would jump; {fix}"
             )
 
 

@@ -22,8 +22,8 @@ class SpikeGuard:
         self.history: deque[float] = deque(history, maxlen=cfg.window)
 
     def check(self, loss: float) -> Verdict:
-        """Judge one step's loss; accepted losses join the running window, spikes do not. A non-finite
-        loss is always a spike (with the guard off the trainer stops on it)."""
+        """Judge one step's loss against the running window (`accept` adds it once the update is
+        applied). A non-finite loss is always a spike (with the guard off the trainer stops on it)."""
         if not math.isfinite(loss):
             return Verdict(True, f"non-finite loss {loss}")
         if not self.cfg.enabled:
@@ -36,8 +36,12 @@ class SpikeGuard:
             limit = mean + self.cfg.sigma * max(std, 1e-3 * abs(mean), 1e-6)
             if loss > limit:
                 return Verdict(True, f"loss {loss:.4f} > mean {mean:.4f} + {self.cfg.sigma:g}·std {std:.4f}")
-        self.history.append(loss)
         return Verdict(False)
+
+    def accept(self, loss: float) -> None:
+        """Add the loss of an applied update to the window (after `check` and `check_grad_norm` passed:
+        a dropped step must not move the running mean and std)."""
+        self.history.append(loss)
 
     def check_grad_norm(self, grad_norm: float) -> Verdict:
         """A finite loss can still have an overflowing gradient; applying it would spoil every weight."""

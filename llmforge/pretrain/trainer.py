@@ -211,6 +211,7 @@ class _Loop:
                 verdict = self.guard.check_grad_norm(grad_norm)
             if not verdict.spike:
                 self.optimizer.step()
+                self.guard.accept(loss)
             else:
                 grad_norm = None
         self.optimizer.zero_grad(set_to_none=True)

@@ -85,7 +85,7 @@ def encode_unit(
     dtype = dtype_for_vocab(vocab_size).newbyteorder("<")
     staging_dir = Path(staging)
     name = f"{unit:05d}.bin"
-    stats: dict[str, Any] = {s: {"tokens": 0, "documents": 0} for s in SPLITS}
+    stats: dict[str, Any] = {s: {"tokens": 0, "documents": 0, "max_id": -1} for s in SPLITS}
     stats["sources"] = {}
     stats["skipped_empty"] = 0
     stats["bytes"] = 0
@@ -99,9 +99,11 @@ def encode_unit(
         nbytes = 0
         for doc, enc in zip(batch, encodings, strict=True):
             ids = np.asarray(enc.ids + [eos_id], dtype=np.int64)
-            if ids.max() >= vocab_size:
-                raise UserError(f"{shard}: token id {int(ids.max())} does not fit vocab_size {vocab_size}")
+            top = int(ids.max())
+            if top >= vocab_size:
+                raise UserError(f"{shard}: token id {top} does not fit vocab_size {vocab_size}")
             split = "val" if is_val(doc, val_fraction) else "train"
+            stats[split]["max_id"] = max(stats[split]["max_id"], top)
             ids.astype(dtype).tofile(handles[split])
             stats[split]["tokens"] += len(ids)
             stats[split]["documents"] += 1
@@ -316,7 +318,14 @@ def _index(
     splits: dict[str, Any] = {}
     for split in SPLITS:
         shards = [
-            {"file": f"{split}/{i:05d}.bin", "tokens": u[split]["tokens"], "documents": u[split]["documents"]}
+            {
+                "file": f"{split}/{i:05d}.bin",
+                "tokens": u[split]["tokens"],
+                "documents": u[split]["documents"],
+                # the shard's largest id (-1: empty), so readers check ids against vocab_size without a scan;
+                # a unit resumed from an older staging dir has none, and readers then scan that shard
+                **({"max_id": u[split]["max_id"]} if "max_id" in u[split] else {}),
+            }
             for i, u in enumerate(units)
         ]
         splits[split] = {

@@ -4,7 +4,7 @@ or run.
 
 The data stage writes copies of a document under derived ids: the counterfactual copy of CDA (`{id}#cf`)
 and the up-sampled repeats of a source with weight > 1 (`{id}#k`, k ≥ 1, also of the counterfactual:
-`{id}#cf#k`). Splitting by the record's own id would put copies of one document in both splits (the model
+`{id}#cf#k`); each further CDA step adds another `#cf` (`{id}#cf#cf`). Splitting by the record's own id would put copies of one document in both splits (the model
 would be validated on text it trained on), so the suffixes are stripped first.
 """
 
@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import re
 
-# The data stage adds "#cf" (CDA) and then "#k" (mixture repeat), in that order, each at most once.
-COPY_SUFFIX = re.compile(r"(?:#cf)?(?:#[1-9][0-9]*)?$")
+# The data stage adds "#cf" per CDA step, then at most one "#k" (mixture repeat), in that order.
+COPY_SUFFIX = re.compile(r"(?:#cf)*(?:#[1-9][0-9]*)?$")
 
 # Recorded in the tokens artifact's index.json so a reader knows which documents the val split holds.
 SPLIT_RULE = (
     "val when blake2b-64(origin id, or the text when the id is empty) / 2**64 < val_fraction; "
-    "origin id = the document id without the data stage's copy suffixes '#cf' (counterfactual) and "
-    "'#k' (up-sampled repeat)"
+    "origin id = the document id without the data stage's copy suffixes: every '#cf' (counterfactual) "
+    "and then '#k' (up-sampled repeat)"
 )
 
 

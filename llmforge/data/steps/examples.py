@@ -1,11 +1,12 @@
 """`RemovedExamples`: keeps a few of the documents a filter removed, per drop reason, for the report.
 
 datatrove filters (BaseFilter, the dedup filters) hand every removed document to their `exclusion_writer`,
-with the reason in `metadata["filter_reason"]`. This stands in for that writer: it appends at most `per_reason`
+with the reason in `metadata["filter_reason"]`. This stands in for that writer: it writes at most `per_reason`
 short excerpts per reason and task to `<folder>/<rank>.jsonl`, so a huge build keeps a handful, not every
 removed document. With `every_id` it also lists the id and reason of every removed document (`ids-<rank>.jsonl`)
 and keeps the first `full_documents` removed documents whole (`documents-<rank>.jsonl`), for steps whose drops a
-user must be able to audit one by one (html_to_text).
+user must be able to audit one by one (html_to_text). A task's first write starts its files afresh, so a task
+re-run on resume replaces what an unfinished run of it left instead of adding to it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class RemovedExamples:
         self.per_reason = per_reason
         self.every_id, self.full_documents = every_id, full_documents
         self._kept: Counter = Counter()
+        self._ranks_started: set[int] = set()
         if every_id:  # tells the report this step lists its removals, even when it removes nothing
             self.folder.mkdir(parents=True, exist_ok=True)
             (self.folder / IDS_LISTED).touch()
@@ -46,6 +48,10 @@ class RemovedExamples:
         return None
 
     def write(self, document: Document, rank: int = 0, **_: Any) -> None:
+        if rank not in self._ranks_started:  # this run of the task: drop what an earlier run of it wrote
+            self._ranks_started.add(rank)
+            for name in (f"{rank:05d}.jsonl", f"ids-{rank:05d}.jsonl", f"documents-{rank:05d}.jsonl"):
+                (self.folder / name).unlink(missing_ok=True)
         reason = document.metadata.get("filter_reason") or self.default_reason
         source = document.metadata.get("source", "unknown")
         if self.every_id:
@@ -79,22 +85,16 @@ def read_examples(folder: Path, per_reason: int = 3) -> dict[str, list[dict[str,
         for line in f.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             examples = out.setdefault(record.pop("reason"), [])
-            if record["id"] not in seen and len(examples) < per_reason:  # a resumed task may write twice
+            if record["id"] not in seen and len(examples) < per_reason:
                 seen.add(record["id"])
                 examples.append(record)
     return out
 
 
 def _records(folder: Path, pattern: str) -> list[dict[str, str]]:
-    """Records of the files matching `pattern`, in rank order, each id once (a resumed task may write twice)."""
-    out, seen = [], set()
-    for f in sorted(folder.glob(pattern)) if folder.is_dir() else []:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if record["id"] not in seen:
-                seen.add(record["id"])
-                out.append(record)
-    return out
+    """Records of the files matching `pattern`, in rank order."""
+    files = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines()]
 
 
 def read_removed_ids(folder: Path) -> list[dict[str, str]] | None:

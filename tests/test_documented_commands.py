@@ -18,7 +18,6 @@ test_cli_conventions.py only checks that each `--help` shows one.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import shlex

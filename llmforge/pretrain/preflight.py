@@ -348,13 +348,17 @@ def _check_same_schedule(checkpoint: Path, saved_train: dict[str, Any], train: T
         ) from None
     step = json.loads((checkpoint / STATE_DIR / "state.json").read_text())["step"]
     stride = max(1, step // 100_000)
-    for s in [*range(0, step, stride), step - 1]:
-        old, new = lr_at(s, before), lr_at(s, train)
-        if s >= 0 and not math.isclose(old, new, rel_tol=1e-9):
-            raise UserError(
-                f"{checkpoint}: was trained with {was}; resuming with {now} changes the learning rate "
-                f"of steps already taken (step {s + 1}: {old:.3g} → {new:.3g}), so the LR would jump; {fix}"
-            )
+    differing = [
+        (abs(new - old) / max(abs(old), 1e-30), s, old, new)
+        for s in sorted({*range(0, step, stride), step - 1})
+        if s >= 0 and not math.isclose(old := lr_at(s, before), new := lr_at(s, train), rel_tol=1e-9)
+    ]
+    if differing:
+        _, s, old, new = max(differing)  # the step whose LR would change most, so the message shows it
+        raise UserError(
+            f"{checkpoint}: was trained with {was}; resuming with {now} changes the learning rate "
+            f"of steps already taken (step {s + 1}: {old:.4g} → {new:.4g}), so the LR would jump; {fix}"
+        )
 
 
 def _check_same_tokens(checkpoint: Path, tokens: Path) -> None:

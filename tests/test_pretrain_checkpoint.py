@@ -254,7 +254,7 @@ def test_resuming_with_a_larger_max_steps_refuses_to_restart_the_cosine_schedule
     run_pretraining(load_recipe(recipe), tokens)
     with pytest.raises(
         UserError,
-        match=r"train.max_steps = 10; resuming with train.max_steps = 20 changes the learning rate .* \(step 5: ",
+        match=r"train.max_steps = 10; resuming with train.max_steps = 20 changes the learning rate .* \(step 10: ",
     ):
         preflight(load_recipe(recipe, ["train.max_steps=20"]), tokens, resume=False, world_size=1, cuda=False)
     # the peak LR itself may be changed on purpose

@@ -60,7 +60,6 @@ class _State:
 state = _State()
 console = Console(stderr=True, highlight=False)  # progress and log lines; silenced by --quiet
 _results = Console(highlight=False)  # results on stdout (whatever sys.stdout is when printing)
-_results_stderr = Console(stderr=True, highlight=False)  # results while stdout is reserved for JSON
 _errors = Console(stderr=True, highlight=False)  # errors and warnings; never silenced
 
 
@@ -88,7 +87,7 @@ def warn(message: str) -> None:
 
 def results_console() -> Console:
     """The console results go to: stdout, or stderr while stdout is reserved for `--json`."""
-    return _results_stderr if state.json_output else _results
+    return _errors if state.json_output else _results  # stdout is reserved for the JSON document
 
 
 def print_result(renderable: RenderableType, *, full_width: bool = False) -> None:

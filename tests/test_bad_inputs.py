@@ -334,6 +334,7 @@ CASES = [
     Case("plan ladder out holds other files", ["plan", "ladder", "--base", "{recipe}", "--budgets", "1e13", "--out", "{folder}"], 2, "not a ladder", folder_with_a_file),
     Case("plan ladder negative budget", ["plan", "ladder", "--base", "{recipe}", "--budgets", "1e13,-1", "--out", "{tmp}/l"], 2, "--budgets -1"),
     Case("plan ladder zero max epochs", ["plan", "ladder", "--base", "{recipe}", "--budgets", "1e13", "--out", "{tmp}/l", "--max-epochs", "0"], 2, "--max-epochs 0"),
+    Case("plan ladder max epochs without tokens", ["plan", "ladder", "--base", "{edited}", "--budgets", "1e13", "--out", "{tmp}/l", "--max-epochs", "4"], 2, "counting epochs needs the base run's tokens", recipe_with({"run": {"out_dir": "runs"}})),
     # --- plan (add cases above this line) ---
     Case("data source key of another type", ["recipe", "check", "{recipe}", "--set", "data.sources.0.split=test"], 2, "data.sources[0] (shakespeare).split: does not apply to a 'jsonl' source (only to hf)"),
     Case("data path for the stdlib source", ["recipe", "check", "{recipe}", "--set", "data.sources.0.type=python-stdlib"], 2, "path: does not apply to a 'python-stdlib' source"),

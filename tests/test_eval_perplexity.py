@@ -152,47 +152,21 @@ def test_tokens_val_split_counts_bytes_by_decoding(cli, loaded, model_dir, tmp_p
     _, tokenizer = loaded
     docs = ["The king is dead.", "Long live the queen, said the fool. ", "ünïcödé bytes count too"]
     arr = _tokens_artifact(tmp_path / "tokens", tokenizer, docs)
-    r = cli(
-        "eval",
-        "perplexity",
-        str(model_dir),
-        "--tokens",
-        str(tmp_path / "tokens"),
-        "--device",
-        "cpu",
-        "--out",
-        str(tmp_path / "rep"),
-        "--json",
-    )
+
+    def perplexity(*extra):
+        args = ["--tokens", str(tmp_path / "tokens"), "--out", str(tmp_path / "rep"), *extra]
+        return cli("eval", "perplexity", str(model_dir), *args)
+
+    r = perplexity("--device", "cpu", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     first_token = len(tokenizer.decode(arr[:1].tolist()).encode("utf-8"))  # context only, never scored
     assert out["bytes"] == sum(len(d.encode("utf-8")) for d in docs) - first_token
     assert out["tokens"] == len(arr) - 1 - len(docs)  # every target but the EOS after each document
     assert json.loads((tmp_path / "rep" / "manifest.json").read_text())["kind"] == "report"
-    again = cli(
-        "eval",
-        "perplexity",
-        str(model_dir),
-        "--tokens",
-        str(tmp_path / "tokens"),
-        "--out",
-        str(tmp_path / "rep"),
-    )
+    again = perplexity()
     assert again.returncode == 2 and "a report already exists; pass --force" in again.stderr
-    forced = cli(
-        "eval",
-        "perplexity",
-        str(model_dir),
-        "--tokens",
-        str(tmp_path / "tokens"),
-        "--device",
-        "cpu",
-        "--out",
-        str(tmp_path / "rep"),
-        "--force",
-        "--json",
-    )
+    forced = perplexity("--device", "cpu", "--force", "--json")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout)["perplexity,none"] == out["perplexity,none"]
 

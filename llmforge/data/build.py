@@ -17,10 +17,11 @@ from typing import Any
 
 from llmforge.artifacts import DATASET_DIR, TIMINGS, atomic_dir, write_json, write_manifest
 from llmforge.artifacts.dataset import DATA_DIR, REPORT
-from llmforge.console import UserError
+from llmforge.console import UserError, human_bytes, info
 from llmforge.data.config import DataConfig
 from llmforge.data.pipeline import (
     EXAMPLES_DIR,
+    MIN_BYTES_PER_WORKER,
     OUTPUT_DIR,
     local_workers,
     minhash_threshold,
@@ -69,6 +70,9 @@ def build_dataset(cfg: DataConfig, run_dir: Path, seed: int, *, verbose: bool = 
     resumed = _prepare_work(work, _fingerprint(cfg, seed))
     stages = plan_stages(cfg, steps, work, seed)
     workers = local_workers(cfg.workers, input_bytes(cfg.sources)) if cfg.executor == "local" else cfg.workers
+    if workers < cfg.workers:
+        per_worker = human_bytes(MIN_BYTES_PER_WORKER)
+        info(f"data.workers = {cfg.workers}: {workers} used (one per {per_worker} of input; same dataset)")
     start = time.perf_counter()
     run_stages(stages, cfg, workers=workers, verbose=verbose)
     elapsed = time.perf_counter() - start

@@ -6,12 +6,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from llmforge.console import UserError, emit_json, info, state, summary_table, warn
 from llmforge.eval import outputs
-from llmforge.eval.config import EvalConfig
+
+if TYPE_CHECKING:  # the recipe models are built on first use, not at every `llmforge --help`
+    from llmforge.eval.config import EvalConfig
 
 app = typer.Typer(
     help="Evaluate checkpoints: lm-eval benchmarks (offline with --data-dir), perplexity, human review, comparison.",
@@ -64,6 +67,8 @@ def _eval_config(recipe: Path | None, set_: list[str]) -> EvalConfig:
     if recipe is None:
         if set_:
             raise UserError("--set: needs --recipe")
+        from llmforge.eval.config import EvalConfig
+
         return EvalConfig()
     from llmforge.recipe import load_recipe
 

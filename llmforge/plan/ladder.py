@@ -176,8 +176,14 @@ def base_data(base: Recipe) -> BaseData:
 
 def epoch_notes(rungs: list[Rung], data: BaseData, max_epochs: float | None) -> tuple[list[Rung], list[str]]:
     """The rungs whose epochs over the base run's training tokens stay within `max_epochs` (all of them when
-    None or when the tokens are not built yet), and a note for each rung left out."""
+    None, or when the tokens are not built yet and no cap was asked for), and a note for each rung left out."""
     if data.train_tokens is None:
+        if max_epochs is not None:  # the cap cannot be applied: refuse rather than ignore it
+            raise UserError(
+                f"--max-epochs {max_epochs:g}: counting epochs needs the base run's tokens, and {data.path} "
+                "does not exist yet; build them first (llmforge data build, llmforge tokenize train / encode) "
+                "or leave --max-epochs out"
+            )
         return rungs, []
     kept, notes = [], []
     for rung in rungs:

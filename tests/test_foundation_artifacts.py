@@ -281,3 +281,20 @@ def test_a_stage_reading_an_input_with_an_edited_kind_names_the_mismatch(tmp_pat
         require(tok, "dataset")
     plain = make_artifact(tmp_path / "ds", "dataset")  # no recognisable layout: accepted as before
     assert require(plain, "dataset")["kind"] == "dataset"
+
+
+def test_killed_build_leaves_no_temporary_behind_after_the_next_build(tmp_path):
+    """`data build` killed with SIGKILL left `.dataset.tmp-PID-…` in the run dir for good: the next atomic write
+    of the same artifact removes temporaries of processes that are gone, and keeps a live process's."""
+    import os
+
+    from llmforge.artifacts import atomic_dir
+
+    dead = tmp_path / ".dataset.tmp-999999999-deadbeef"
+    live = tmp_path / f".dataset.tmp-{os.getpid()}-0badf00d"
+    for leftover in (dead, live):
+        (leftover / "data").mkdir(parents=True)
+    with atomic_dir(tmp_path / "dataset") as out:
+        (out / "x").write_text("x")
+    assert (tmp_path / "dataset" / "x").is_file()
+    assert not dead.exists() and live.is_dir()

@@ -31,7 +31,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 # 24 × 1024 llama with a 32k vocabulary: 335M parameters (tied embeddings).
-SHAPE = {"arch": "llama", "n_layers": 24, "d_model": 1024, "n_heads": 16, "max_seq_len": 2048}
+SHAPE = {
+    "arch": "llama",
+    "n_layers": 24,
+    "d_model": 1024,
+    "n_heads": 16,
+    "ffn_dim": 2752,
+    "max_seq_len": 2048,
+}
 FULL: dict[str, Any] = {
     "shape": SHAPE,
     "vocab": 32000,

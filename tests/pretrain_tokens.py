@@ -78,3 +78,53 @@ def write_recipe(
     }
     path.write_text(tomli_w.dumps(recipe))
     return path
+
+
+def objective_tokens(
+    path: Path, n: int = 40_000, sentinels: int = 16, seed: int = 0, repeat_words: bool = False
+) -> Path:
+    """`markov_tokens`' stream over the 64 words of a word-level tokenizer written by the tokenize stage's own
+    code (mask token, `sentinels` sentinels at the top), documents of 50 tokens; the index names the
+    tokenizer and records mask_id and sentinel_ids as `tokenize encode` does. `repeat_words`: each document
+    repeats one random word instead (a masked word is known from any other word of its document, without
+    positions, which a tiny encoder with learned positions takes thousands of steps to use)."""
+    from llmforge.tokenizer.build import finish, new_tokenizer
+    from llmforge.tokenizer.config import TokenizerConfig
+    from llmforge.tokenizer.encode import sentinel_ids
+    from llmforge.tokenizer.train import save_pretrained
+
+    cfg = TokenizerConfig.model_validate(
+        {"algorithm": "word", "vocab_size": 128, "special_tokens": {"sentinels": sentinels}}
+    )
+    tok, trainer = new_tokenizer(cfg)
+    words = [f"w{i}" for i in range(64)]
+    tok.train_from_iterator([" ".join(words)] * 3, trainer=trainer)
+    tok = finish(tok, cfg)
+    tokenizer = path.parent / f"{path.name}-tokenizer"
+    tokenizer.mkdir(parents=True)
+    save_pretrained(tok, cfg, tokenizer)
+    write_manifest(tokenizer, "tokenizer")
+
+    rng = np.random.default_rng(seed)
+    succ = rng.integers(0, 64, size=(64, 2))
+    state, stream = 0, []
+    eos = tok.token_to_id(cfg.special_tokens.eos)
+    word_id = [tok.token_to_id(w) for w in words]
+    for i in range(n):
+        if repeat_words:
+            state = rng.integers(0, 64) if i % 50 == 0 else state
+        else:
+            state = succ[state, rng.integers(0, 2)]
+        stream.append(eos if i % 50 == 49 else word_id[state])
+    ids = np.asarray(stream, dtype=np.int64)
+    cut = int(n * 0.9)
+    tokens = write_tokens(path, ids[:cut], ids[cut:], vocab_size=tok.get_vocab_size(), eos_id=eos)
+    index = json.loads((tokens / "index.json").read_text())
+    index.update(
+        tokenizer_path=str(tokenizer.resolve()),
+        mask_id=tok.token_to_id(cfg.special_tokens.mask),
+        sentinel_ids=sentinel_ids(tok),
+    )
+    (tokens / "index.json").write_text(json.dumps(index))
+    write_manifest(tokens, "tokens")
+    return tokens

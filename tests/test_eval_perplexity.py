@@ -1,5 +1,7 @@
 """`llmforge eval perplexity`: sliding-window perplexity equals exp(mean NLL) from the logits; bits per byte
-over exactly the scored tokens; bad input exits 2."""
+over exactly the scored tokens; bad input exits 2. Masked LMs: pseudo-perplexity equals masking one token at
+a time; encoder-decoders: target perplexity equals the model's own loss; the model kind is read from
+config.json and causal-only commands refuse the other kinds."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 from eval_tiny_model import build_tiny_model
 
 from llmforge.artifacts import write_json, write_manifest
+from llmforge.console import UserError
 from llmforge.eval import perplexity as ppl
 
 
@@ -216,3 +219,270 @@ def test_damaged_safetensors_exit_2_naming_the_file(cli, model_dir, text_file, t
     assert r.returncode == 2, r.stderr
     assert f"{weights}: damaged safetensors file" in r.stderr and phrase in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- masked LMs (pseudo-perplexity) and encoder-decoders (target perplexity) ------------------------------
+
+N_SENTINELS = 8
+
+
+def _tokenizer(text_file, *, sentinels: int = 0):
+    """A byte-level BPE with EOS, pad and mask tokens; `sentinels` <extra_id_k> at the top of the vocabulary,
+    <extra_id_0> the highest id (the tokenize stage's layout)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<|endoftext|>", "<|pad|>", "<|mask|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(text_file.read_text(encoding="utf-8")[:50_000].splitlines(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>", mask_token="<|mask|>"
+    )
+    if sentinels:
+        names = [f"<extra_id_{k}>" for k in reversed(range(sentinels))]
+        tokenizer.add_special_tokens({"additional_special_tokens": names})
+    return tokenizer
+
+
+def _save(model, tokenizer, out):
+    out.mkdir(parents=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory, shared_data):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    tokenizer = _tokenizer(shared_data / "tinyshakespeare" / "input.txt")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return _save(BertForMaskedLM(config), tokenizer, tmp_path_factory.mktemp("bert") / "model")
+
+
+@pytest.fixture(scope="module")
+def t5_dir(tmp_path_factory, shared_data):
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = _tokenizer(shared_data / "tinyshakespeare" / "input.txt", sentinels=N_SENTINELS)
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return _save(T5ForConditionalGeneration(config), tokenizer, tmp_path_factory.mktemp("t5") / "model")
+
+
+def _docs(shared_data, n):
+    return (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").split("\n\n")[:n]
+
+
+def test_model_kind_reads_config_json(model_dir, bert_dir, t5_dir, tmp_path):
+    from llmforge.eval.checkpoint import model_kind
+
+    assert (model_kind(model_dir), model_kind(bert_dir), model_kind(t5_dir)) == (
+        "causal",
+        "masked",
+        "seq2seq",
+    )
+    for name, config, kind in [
+        ("roberta", {"model_type": "roberta"}, "masked"),  # no architectures: the model type decides
+        ("classifier", {"model_type": "bert", "architectures": ["BertForSequenceClassification"]}, "causal"),
+        ("gpt2", {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "causal"),
+        ("bart", {"model_type": "bart", "is_encoder_decoder": True}, "seq2seq"),
+    ]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        assert model_kind(tmp_path / name) == kind, name
+
+
+def test_load_picks_the_model_class_by_kind(bert_dir, t5_dir):
+    from transformers import BertForMaskedLM, T5ForConditionalGeneration
+
+    from llmforge.eval.checkpoint import load
+
+    assert isinstance(load(bert_dir, "cpu")[0], BertForMaskedLM)
+    assert isinstance(load(t5_dir, "cpu")[0], T5ForConditionalGeneration)
+
+
+def _pseudo_nll_one_at_a_time(model, tokenizer, ids, window):
+    """Σ -log P(w_i | W\\i) by masking one token per forward pass, each window on its own (specials skipped)."""
+    import torch
+
+    special = set(tokenizer.all_special_ids)
+    nll, count = 0.0, 0
+    for begin in range(0, len(ids), window):
+        chunk = ids[begin : begin + window]
+        for j in range(len(chunk)):
+            if chunk[j] in special:
+                continue
+            masked = torch.tensor(chunk)[None].clone()
+            masked[0, j] = tokenizer.mask_token_id
+            with torch.no_grad():
+                logits = model(input_ids=masked).logits[0, j]
+            nll -= float(torch.log_softmax(logits.double(), -1)[chunk[j]])
+            count += 1
+    return nll, count
+
+
+def test_pseudo_perplexity_equals_masking_one_token_at_a_time(bert_dir, shared_data):
+    """Batched one-mask copies (5 per pass, windows of 24 and a shorter last one, the output projection run
+    at the masked positions only) give the unbatched loop's pseudo-perplexity from whole logits; EOS between
+    documents is context only; bytes are the text's."""
+    from llmforge.eval import masked_perplexity as mlm
+    from llmforge.eval.checkpoint import load
+
+    model, tokenizer = load(bert_dir, "cpu")
+    ids, n_bytes = _stream_with_eos(tokenizer, _docs(shared_data, 4))
+    ids = ids[:100]
+    n_bytes = len(tokenizer.decode(ids.tolist(), skip_special_tokens=True).encode("utf-8"))
+    eos = tokenizer.eos_token_id
+    assert (ids == eos).sum() >= 1 and len(ids) % 24 != 0
+    p = mlm.measure(model, tokenizer, ids, n_bytes, window=24, batch_size=5, mask_id=tokenizer.mask_token_id)
+    nll, count = _pseudo_nll_one_at_a_time(model, tokenizer, ids, 24)  # after: the head's hook is gone
+    assert p.metric == "pseudo-perplexity"
+    assert p.tokens == count == len(ids) - (ids == eos).sum()
+    assert p.perplexity == pytest.approx(math.exp(nll / count), rel=1e-6)
+    assert p.bytes == n_bytes
+    assert p.bits_per_byte == pytest.approx(nll / (math.log(2) * n_bytes), rel=1e-6)
+
+
+def test_pseudo_perplexity_never_scores_special_tokens(bert_dir):
+    from llmforge.eval import masked_perplexity as mlm
+    from llmforge.eval.checkpoint import load
+
+    model, tokenizer = load(bert_dir, "cpu")
+    word = tokenizer("the", add_special_tokens=False)["input_ids"]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    ids = np.asarray(word + [eos] + word + [pad, eos] + word, dtype=np.int64)
+    jobs = mlm.one_mask_jobs(ids, 4, sorted(tokenizer.all_special_ids))
+    scored = sorted(b + p for group in jobs.values() for b, p in group)
+    assert scored == [i for i, t in enumerate(ids) if t not in (eos, pad)]
+    p = mlm.measure(model, tokenizer, ids, 9, window=4, batch_size=2, mask_id=tokenizer.mask_token_id)
+    assert p.tokens == 3 * len(word)
+    with pytest.raises(UserError, match="no token to score besides special tokens"):
+        mlm.measure(model, tokenizer, np.asarray([eos, pad, eos]), 0, window=4, batch_size=2, mask_id=0)
+
+
+def test_masked_lm_without_a_mask_token_exits_2(bert_dir):
+    from types import SimpleNamespace
+
+    from llmforge.eval import masked_perplexity as mlm
+
+    with pytest.raises(UserError, match="the tokenizer has no mask_token"):
+        mlm.mask_token_id(SimpleNamespace(mask_token_id=None), bert_dir)
+
+
+def test_target_perplexity_equals_the_models_own_loss(t5_dir, shared_data):
+    """exp(mean NLL per target token) over the span-corruption examples, raw window k corrupted with seed
+    (0, k): the model's `loss` on the same examples, weighted by their target lengths."""
+    import torch
+
+    from llmforge.eval import target_perplexity as t5
+    from llmforge.eval.checkpoint import load
+    from llmforge.objectives.span_corruption import SpanCorruption
+
+    model, tokenizer = load(t5_dir, "cpu")
+    sentinels = t5.sentinel_ids(tokenizer, t5_dir)
+    assert sentinels == [tokenizer.convert_tokens_to_ids(f"<extra_id_{k}>") for k in range(N_SENTINELS)]
+    assert sentinels[0] == len(tokenizer) - 1  # highest id first
+    ids, _ = _stream_with_eos(tokenizer, _docs(shared_data, 4))
+    window, eos = 32, tokenizer.eos_token_id
+    raw = SpanCorruption().lengths(window)[0]
+    ids = ids[: 3 * raw + 7]  # three full raw windows and a shorter last one
+    loss_sum, targets = 0.0, 0
+    for k, begin in enumerate(range(0, len(ids), raw)):
+        inputs, labels = SpanCorruption().example(ids[begin : begin + raw], [0, k], sentinels, eos)
+        assert len(inputs) == window or begin + raw > len(ids)
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor(inputs)[None], labels=torch.tensor(labels)[None]).loss
+        loss_sum += float(loss) * len(labels)
+        targets += len(labels)
+    p = t5.measure(model, ids, window=window, batch_size=2, sentinels=sentinels, eos_id=eos)
+    assert (p.metric, p.tokens, p.bits_per_byte, p.stride) == ("target-perplexity", targets, None, raw)
+    assert p.perplexity == pytest.approx(math.exp(loss_sum / targets), rel=1e-5)
+
+
+def test_target_perplexity_refuses_a_tokenizer_without_enough_sentinels(t5_dir, model_dir):
+    from llmforge.eval import target_perplexity as t5
+    from llmforge.eval.checkpoint import load
+
+    _, causal_tokenizer = load(model_dir, "cpu")
+    with pytest.raises(UserError, match="no <extra_id_N> sentinel tokens"):
+        t5.sentinel_ids(causal_tokenizer, model_dir)
+    ids = np.arange(3, 300, dtype=np.int64)
+    with pytest.raises(UserError, match="noise spans, the tokenizer has 2 sentinel tokens"):
+        t5.examples(ids, t5.raw_length(256), [400, 399], 0)
+
+
+def _perplexity_json(cli, model, text_file, out, *extra):
+    r = cli("eval", "perplexity", str(model), "--text", str(text_file), "--out", str(out), "--json", *extra)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_reports_name_their_measure_and_compare_keeps_them_apart(cli, model_dir, bert_dir, t5_dir, tmp_path):
+    from llmforge.eval.compare import load as load_comparison
+
+    text_file = tmp_path / "held_out.txt"
+    text_file.write_text("To be, or not to be, that is the question.\n" * 3, encoding="utf-8")
+    causal = _perplexity_json(cli, model_dir, text_file, tmp_path / "causal")
+    masked = _perplexity_json(cli, bert_dir, text_file, tmp_path / "masked", "--window", "16")
+    target = _perplexity_json(cli, t5_dir, text_file, tmp_path / "target", "--window", "16")
+    assert (causal["metric"], masked["metric"], target["metric"]) == (
+        "perplexity",
+        "pseudo-perplexity",
+        "target-perplexity",
+    )
+    assert "perplexity,none" in causal and "perplexity,none" not in masked
+    assert masked["pseudo_perplexity,none"] > 1 and masked["pseudo_bits_per_byte,none"] > 0
+    assert masked["bytes"] == len(text_file.read_bytes())
+    assert target["target_perplexity,none"] > 1 and target["target_bits_per_byte,none"] is None
+    config = json.loads((tmp_path / "masked" / "results.json").read_text())["config"]
+    assert (config["metric"], config["window"], config["stride"]) == ("pseudo-perplexity", 16, 16)
+    rows = load_comparison([tmp_path / "causal", tmp_path / "masked", tmp_path / "target"]).rows
+    names = {metric for _, metric, _ in rows}
+    assert {"perplexity", "pseudo_perplexity", "target_perplexity"} <= names
+
+
+def test_causal_only_commands_refuse_other_kinds(cli, bert_dir, t5_dir, tmp_path, text_file):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("To be or not\n")
+    for model, kind in [(bert_dir, "a masked LM"), (t5_dir, "an encoder-decoder")]:
+        for argv in [
+            ["samples", str(model), "--prompts", str(prompts), "--out", str(tmp_path / "sheet.csv")],
+            ["run", str(model), "--tasks", "piqa", "--data-dir", str(tmp_path)],
+        ]:
+            r = cli("eval", *argv, env={"COLUMNS": "80"})
+            assert r.returncode == 2, r.stderr
+            (line,) = r.stderr.strip().splitlines()
+            assert line.startswith(f"error: {model}: eval {argv[0]} needs a causal LM") and kind in line
+    assert not (tmp_path / "sheet.csv").exists()
+    r = cli("eval", "perplexity", str(bert_dir), "--text", str(text_file), "--stride", "4")
+    assert r.returncode == 2 and "--stride: applies to causal LMs only" in r.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmforge.console import UserError
@@ -150,3 +152,53 @@ def test_cli_toml_and_json_exclude_each_other(cli):
         "plan", "shape", "--arch", "gpt2", "--layers", "2", "--d-model", "64", "--heads", "4", "--toml"
     )
     assert given.returncode == 0 and 'arch = "gpt2"' in given.stdout and "n_layers = 2" in given.stdout
+
+
+def test_encoder_and_encoder_decoder_shapes():
+    """BERT-base as a masked LM and T5 v1.1-base, from the registry; t5's decoder depth is its own."""
+    bert = Shape("bert", 12, 768, 12, 30522, 512, True)
+    assert param_counts(bert)["total"] == 109_514_298
+    t5 = Shape("t5", 12, 768, 12, 32128, 512, False)
+    assert param_counts(t5)["total"] == 247_577_856 and t5.ffn == 2048
+    shallow = Shape("t5", 12, 768, 12, 32128, 512, False, n_decoder_layers=4)
+    decoder_block = param_counts(t5)["per_decoder_layer"]
+    assert param_counts(t5)["total"] - param_counts(shallow)["total"] == 8 * decoder_block
+    assert describe(shallow)["n_decoder_layers"] == 4 and describe(bert)["objective"] == "mlm"
+
+
+def test_t5_flops_count_the_decoder_per_target_token():
+    """Shorter targets cost less; per encoder input token, as the trainer counts tokens."""
+    full = Shape("t5", 2, 64, 4, 1000, 128, False)
+    short = Shape("t5", 2, 64, 4, 1000, 128, False, target_len=32)
+    assert flops_per_token(short)["train"] < flops_per_token(full)["train"]
+
+
+def test_proposals_for_every_family():
+    for arch in ("bert", "t5"):
+        for shape in propose_shapes(5e7, arch=arch, vocab_size=8192, seq_len=512, count=2):
+            assert param_counts(shape)["total"] == pytest.approx(5e7, rel=0.1)
+    fixed = propose_shapes(5e7, arch="t5", vocab_size=8192, seq_len=512, decoder_layers=2, count=1)[0]
+    assert fixed.decoder_layers == 2 and param_counts(fixed)["total"] == pytest.approx(5e7, rel=0.1)
+
+
+def test_model_toml_of_t5_and_bert():
+    from llmforge.plan.shapes import model_toml
+    from llmforge.recipe import tomllib
+
+    t5 = tomllib.loads(model_toml(Shape("t5", 4, 256, 4, 4096, 512, False, n_decoder_layers=2)))["model"]
+    assert (t5["arch"], t5["n_decoder_layers"], t5["tie_embeddings"]) == ("t5", 2, False)
+    assert "n_decoder_layers" not in tomllib.loads(model_toml(Shape("t5", 2, 64, 4, 100, 64, False)))["model"]
+    bert = tomllib.loads(model_toml(Shape("bert", 2, 64, 4, 100, 64, True, context=128)))["model"]
+    assert bert["max_seq_len"] == 128 and bert["tie_embeddings"] is True
+
+
+def test_cli_shape_of_t5_and_bert(cli):
+    t5 = cli(*"plan shape --arch t5 --layers 12 --d-model 768 --heads 12 --json".split())
+    assert t5.returncode == 0, t5.stderr
+    assert json.loads(t5.stdout)["params"] == 247_577_856
+    toml = cli(*"plan shape --arch t5 --params 2e7 --vocab 4096 --decoder-layers 3 --toml".split())
+    assert toml.returncode == 0 and "n_decoder_layers = 3" in toml.stdout
+    bert = cli(*"plan shape --arch bert --layers 2 --d-model 64 --heads 4 --json".split())
+    assert json.loads(bert.stdout)["param_counts"]["lm_head_bias"] == 30522
+    wrong = cli(*"plan shape --arch llama --layers 2 --d-model 64 --heads 4 --decoder-layers 2".split())
+    assert wrong.returncode == 2 and "applies to 't5' only" in wrong.stderr

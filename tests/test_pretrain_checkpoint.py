@@ -124,13 +124,15 @@ def test_non_finite_loss_with_the_guard_off_stops_the_run_without_a_checkpoint(t
     from llmforge.pretrain import trainer
     from llmforge.pretrain.run import run_pretraining
 
-    real = trainer._Loop._token_losses
+    real = trainer._Loop._row_losses
 
     def nan_from_step_3(self, batch):
         losses = real(self, batch)
-        return losses * math.nan if self.state.step >= 2 else losses
+        if self.state.step >= 2:
+            losses.nll = losses.nll * math.nan
+        return losses
 
-    monkeypatch.setattr(trainer._Loop, "_token_losses", nan_from_step_3)
+    monkeypatch.setattr(trainer._Loop, "_row_losses", nan_from_step_3)
     recipe = write_recipe(
         tmp_path / "r.toml",
         tmp_path,

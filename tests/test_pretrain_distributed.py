@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pretrain_tokens import markov_tokens, write_recipe
+from pretrain_tokens import markov_tokens, objective_tokens, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -109,6 +109,55 @@ def test_two_process_fsdp_shards_matches_and_resumes(single):
 
 
 @pytest.mark.slow
+def test_fsdp_shards_resume_on_one_process_as_the_two_process_run_continues(single):
+    """Each FSDP rank writes its own shards (torch.distributed.checkpoint, no gather on rank 0); the step-10
+    checkpoint holds shards only (no HF weights: it is no export point) and resumes, resharded, on one
+    process, under FSDP and as a plain process. Same tolerance as above: one process sums the gradients of
+    the 8 sequences in another order than two ranks' reduce-scatter, nothing else differs."""
+    root, tokens, recipe, _, _ = single
+    fsdp = ("run.name=fsdp2", "train.distributed.strategy=fsdp")
+    pretrain(recipe, tokens, 2, *fsdp)
+    two = curve(root / "fsdp2")
+    step10 = root / "fsdp2" / "checkpoints" / "step-000010"
+    shards = sorted(p.name for p in (step10 / "trainer_state" / "shards").iterdir())
+    assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"]  # one file per rank
+    assert not (step10 / "model.safetensors").exists()
+    assert (
+        root / "fsdp2" / "checkpoints" / "step-000020" / "model.safetensors"
+    ).is_file()  # the end: exported
+
+    for name, launcher_processes, strategy in (("one-fsdp", 1, "fsdp"), ("one-plain", 0, "ddp")):
+        run = root / name
+        (run / "checkpoints").mkdir(parents=True)
+        shutil.copytree(step10, run / "checkpoints" / "step-000010")
+        shutil.copy(root / "fsdp2" / "metrics.jsonl", run / "metrics.jsonl")
+        sets = (f"run.name={name}", f"train.distributed.strategy={strategy}")
+        if launcher_processes:
+            torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
+            r = launch(torchrun, recipe, tokens, *sets)
+        else:
+            r = launch([], recipe, tokens, *sets)
+        assert r.returncode == 0, r.stderr
+        resumed = curve(run)
+        assert sorted(resumed) == list(range(1, 21))
+        for step in range(11, 21):
+            assert resumed[step] == pytest.approx(two[step], rel=TOLERANCE), (name, step)
+
+    # A lost or cut shard makes the checkpoint damaged (resume falls back), not a traceback.
+    from llmforge.pretrain.preflight import checkpoint_problem
+
+    damaged = root / "damaged"
+    shutil.copytree(step10, damaged)
+    assert checkpoint_problem(damaged) is None
+    (damaged / "trainer_state" / "shards" / "__1_0.distcp").unlink()
+    assert "__1_0.distcp: no such file or directory" in checkpoint_problem(damaged)
+    shard = damaged / "trainer_state" / "shards" / "__0_0.distcp"
+    shard.write_bytes(shard.read_bytes()[:100])
+    shutil.copy(step10 / "trainer_state" / "shards" / "__1_0.distcp", damaged / "trainer_state" / "shards")
+    assert "__0_0.distcp: 100 bytes where the manifest records" in checkpoint_problem(damaged)
+
+
+@pytest.mark.slow
 def test_accelerate_launch_with_a_plan_parallel_config(single, cli):
     """`accelerate launch --config_file` (written by `plan parallel`) runs FSDP on 2 CPU processes once the
     recipe matches the config, and refuses with exit 2 and the --set lines while it does not."""
@@ -182,3 +231,21 @@ def test_fsdp_eval_with_uneven_windows_does_not_hang_and_matches_one_process(tmp
     bars = [line for line in stderr.splitlines() if line.startswith("pretrain ")]
     assert len(bars) == 1, stderr  # rank 0's
     assert stderr.count("MFU peak per device") == 1
+
+
+@pytest.mark.slow
+def test_two_process_masked_lm_matches_one_process(tmp_path):
+    """Masked LM over 2 DDP ranks equals one process: each row's mask is drawn from its window position (not
+    from a rank's RNG), and the loss is divided by the masked positions of the whole global batch (ranks
+    and micro-batches hold different numbers of them), as one process divides."""
+    tokens = objective_tokens(tmp_path / "tokens", repeat_words=True)
+    bert = {"arch": "bert", "n_layers": 2, "d_model": 32, "n_heads": 2, "ffn_dim": 64, "max_seq_len": 32}
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, name="one", model=bert, train={"max_steps": 20})
+    one = pretrain(recipe, tokens, 1)
+    two = pretrain(recipe, tokens, 2, "run.name=two")
+    assert two["processes"] == 2 and two["objective"] == "mlm"
+    a, b = curve(tmp_path / "one"), curve(tmp_path / "two")
+    assert sorted(a) == sorted(b) == list(range(1, 21))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=TOLERANCE), step
+    assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=TOLERANCE)

@@ -107,12 +107,13 @@ def test_flops_per_token_counts_every_matmul_and_attention():
 def test_residual_projections_get_scaled_init(arch):
     import torch
 
-    from llmforge.pretrain.model import RESIDUAL_PROJECTIONS, build_model
+    from llmforge.archs import family
+    from llmforge.pretrain.model import build_model
 
     model = build_model(
         ModelConfig(arch=arch, n_layers=8, d_model=64, n_heads=4), vocab_size=64, eos_id=0, seed=0
     )
-    names = RESIDUAL_PROJECTIONS[model.config.model_type]
+    names = family(arch).residual_projections
     is_scaled = {n: n.removesuffix(".weight").endswith(names) for n, _ in model.named_parameters()}
     scaled = [p for n, p in model.named_parameters() if is_scaled[n]]
     others = [p for n, p in model.named_parameters() if p.dim() == 2 and not is_scaled[n]]

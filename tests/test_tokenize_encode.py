@@ -311,6 +311,44 @@ def test_uint32_when_the_vocabulary_exceeds_uint16(tmp_path, setup):
     index = validate_tokens(tmp_path / "tokens")
     assert index["dtype"] == "uint32"
     assert TokenShards(tmp_path / "tokens").read(0, 5).tolist() == [3, 70001, 65538, 1, 0]
+    assert (index["mask_id"], index["sentinel_ids"]) == (None, [])  # a tokenizer without either
+
+
+def test_index_records_the_mask_and_sentinel_ids_the_objectives_need(tmp_path, setup):
+    _, dataset, tokenizer, _ = setup
+    _encode(setup, tmp_path / "plain")
+    index = validate_tokens(tmp_path / "plain")
+    assert (index["mask_id"], index["sentinel_ids"]) == (4, [])
+    assert load_tokenizer_file(tokenizer).id_to_token(4) == "<|mask|>"
+
+    t5 = tmp_path / "tok-sentinels"
+    cfg = TokenizerConfig(vocab_size=500, val_fraction=0, special_tokens={"sentinels": 3})
+    train_tokenizer(cfg, dataset, t5)
+    docs = write_dataset(
+        tmp_path / "d", [[{"text": "fill<extra_id_1>gap <extra_id_0>", "id": "a", "source": "s"}]]
+    )
+    hashes = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        encode_dataset(docs, t5, out, val_fraction=0)
+        hashes.append(json.loads((out / "manifest.json").read_text())["content_hash"])
+    index = validate_tokens(tmp_path / "a")
+    assert index["vocab_size"] == 500 and index["mask_id"] == 4
+    assert index["sentinel_ids"] == [499, 498, 497]  # sentinel_ids[k] is the id of <extra_id_k>
+    stream = TokenShards(tmp_path / "a", "train").read(0, index["splits"]["train"]["tokens"]).tolist()
+    assert stream.count(498) == 1 and stream[-2:] == [499, index["eos_id"]]
+    assert hashes[0] == hashes[1]  # deterministic: the same inputs give the same tokens hash
+    assert (tmp_path / "a/index.json").read_bytes() == (tmp_path / "b/index.json").read_bytes()
+
+
+def test_an_index_written_before_the_objective_ids_still_reads(tmp_path, setup):
+    _encode(setup, tmp_path / "tokens")
+    index_file = tmp_path / "tokens/index.json"
+    old = {
+        k: v for k, v in json.loads(index_file.read_text()).items() if k not in ("mask_id", "sentinel_ids")
+    }
+    index_file.write_text(json.dumps(old))
+    index = validate_tokens(tmp_path / "tokens")
+    assert "mask_id" not in index and len(TokenShards(tmp_path / "tokens", "train").read(0, 10)) == 10
 
 
 def test_token_windows_read_the_encoded_stream(tmp_path, setup):

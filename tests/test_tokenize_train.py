@@ -4,6 +4,7 @@ round-trips; bad settings and inputs exit 2."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -230,3 +231,125 @@ def test_retraining_on_the_same_data_gives_the_same_content_hash(tmp_path, mixed
         hashes.append(read_manifest(tmp_path / name)["content_hash"])
     assert hashes[0] == hashes[1]  # the training time lives in timings.json, outside the hash
     assert json.loads((tmp_path / "a" / "timings.json").read_text())["seconds"] > 0
+
+
+SENTINELS = 4
+
+
+def _sentinel_ids(tok, n=SENTINELS):
+    return tok.convert_tokens_to_ids([f"<extra_id_{k}>" for k in range(n)])
+
+
+@pytest.mark.parametrize("algorithm", ["bpe", "wordpiece", "unigram"])
+def test_sentinels_take_the_top_ids_in_t5_order(tmp_path, mixed_dataset, algorithm):
+    """`<extra_id_0>` is the highest id, `<extra_id_1>` the next lower, … and the total is vocab_size."""
+    tok, out = _train(
+        tmp_path, mixed_dataset, algorithm=algorithm, vocab_size=500, special_tokens={"sentinels": SENTINELS}
+    )
+    assert len(tok) == 500
+    assert _sentinel_ids(tok) == [499, 498, 497, 496]
+    assert set(_sentinel_ids(tok)) <= set(tok.all_special_ids)  # AutoTokenizer knows them as special
+    assert tok.encode("<extra_id_0>", add_special_tokens=False) == [499]
+    ids = tok.encode("if x:<extra_id_3> return<extra_id_1>", add_special_tokens=False)
+    assert ids.count(496) == 1 and ids[-1] == 498  # never split nor merged with their neighbours
+    assert "<extra_id_3>" in tok.decode(ids) and "<extra_id" not in tok.decode(ids, skip_special_tokens=True)
+    assert tok.convert_ids_to_tokens([5, 6, 7]) == ["<|system|>", "<|user|>", "<|assistant|>"]
+    smap = json.loads((out / "special_tokens_map.json").read_text())
+    assert smap["additional_special_tokens"][3:] == [f"<extra_id_{k}>" for k in range(SENTINELS)]
+
+
+@pytest.mark.parametrize(("algorithm", "vocab_size"), [("char", 2000), ("word", 20000)])
+def test_sentinels_follow_a_vocabulary_shorter_than_asked(tmp_path, mixed_dataset, algorithm, vocab_size):
+    """char and word learn only the distinct symbols of the sample: the sentinels come right after them."""
+    tok, _ = _train(
+        tmp_path,
+        mixed_dataset,
+        algorithm=algorithm,
+        vocab_size=vocab_size,
+        special_tokens={"sentinels": SENTINELS},
+    )
+    size = len(tok)
+    assert size < vocab_size
+    assert _sentinel_ids(tok) == [size - 1 - k for k in range(SENTINELS)]
+    assert max(tok.get_vocab().values()) == size - 1
+    assert tok.encode("<extra_id_2>", add_special_tokens=False) == [size - 3]
+
+
+def test_sentinels_are_added_on_top_of_the_default_build(tmp_path, mixed_dataset):
+    """sentinels = 0 (the default) builds today's tokenizer; N sentinels leave the pieces that a build of
+    vocab_size - N learns untouched and only add their N tokens above them."""
+    for name, kw in {
+        "default": {"vocab_size": 400},
+        "zero": {"vocab_size": 400, "special_tokens": {"sentinels": 0}},
+        "smaller": {"vocab_size": 394},
+        "six": {"vocab_size": 400, "special_tokens": {"sentinels": 6}},
+    }.items():
+        train_tokenizer(TokenizerConfig(val_fraction=0, **kw), mixed_dataset, tmp_path / name)
+    spec = {name: json.loads((tmp_path / name / "tokenizer.json").read_text()) for name in ("default", "six")}
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        assert (tmp_path / "zero" / f).read_bytes() == (tmp_path / "default" / f).read_bytes()
+    assert "extra_id" not in (tmp_path / "default" / "tokenizer.json").read_text()
+    assert len(spec["default"]["added_tokens"]) == 8
+    assert spec["six"]["model"] == json.loads((tmp_path / "smaller" / "tokenizer.json").read_text())["model"]
+    added = spec["six"]["added_tokens"]
+    assert added[:8] == spec["default"]["added_tokens"]
+    assert [(t["id"], t["content"], t["special"]) for t in added[8:]] == [
+        (394 + i, f"<extra_id_{5 - i}>", True) for i in range(6)
+    ]
+
+
+def test_min_vocab_size_counts_the_sentinels(tmp_path, mixed_dataset):
+    from llmforge.tokenizer.build import min_vocab_size
+
+    cfg = TokenizerConfig(vocab_size=264 + 30, val_fraction=0, special_tokens={"sentinels": 30})
+    assert min_vocab_size(cfg) == min_vocab_size(TokenizerConfig()) + 30 == 294
+    report = train_tokenizer(cfg, mixed_dataset, tmp_path / "tok")  # the smallest vocabulary still trains
+    assert report["vocab_size"] == 294
+
+
+@pytest.mark.parametrize(
+    ("special_tokens", "vocab_size", "message"),
+    [
+        (
+            {"sentinels": 100},
+            300,
+            "tokenizer.special_tokens.sentinels: 100 sentinels do not fit tokenizer.vocab_size 300 next to "
+            "the 264 tokens that bpe needs for its special tokens and base alphabet: at most 36 fit",
+        ),
+        (
+            {"sentinels": 10},
+            200,
+            "tokenizer.vocab_size: 200 is smaller than the 274 tokens that bpe needs for its special tokens, "
+            "10 sentinels and base alphabet",
+        ),
+        ({"sentinels": 2, "mask": "<extra_id_1>"}, 300, "tokenizer.special_tokens: <extra_id_1> named twice"),
+    ],
+)
+def test_sentinels_that_do_not_fit_or_clash_are_user_errors(
+    tmp_path, mixed_dataset, special_tokens, vocab_size, message
+):
+    cfg = TokenizerConfig(vocab_size=vocab_size, special_tokens=special_tokens)
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        train_tokenizer(cfg, mixed_dataset, tmp_path / "tok")
+    assert not (tmp_path / "tok").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "bound"), [(-1, "greater than or equal to 0"), (1001, "less than or equal")]
+)
+def test_sentinel_count_out_of_range_is_refused_in_the_schema(value, bound):
+    with pytest.raises(ValidationError, match=bound):
+        TokenizerConfig(special_tokens={"sentinels": value})
+
+
+def test_a_sentinel_already_in_the_vocabulary_is_refused():
+    """A trained piece named `<extra_id_0>` would keep its low id: refused rather than moved silently."""
+    from tokenizers import Tokenizer, models
+
+    from llmforge.tokenizer.build import finish
+
+    tok = Tokenizer(models.WordLevel({"<|unk|>": 0, "<extra_id_0>": 1, "a": 2}, unk_token="<|unk|>"))
+    with pytest.raises(
+        UserError, match=r"<extra_id_0> is already a token of the trained vocabulary \(id 1\)"
+    ):
+        finish(tok, TokenizerConfig(algorithm="word", special_tokens={"sentinels": 1}))

@@ -5,7 +5,8 @@ Layout::
     tokens/
       manifest.json
       index.json          {"format": 1, "dtype": "uint16", "vocab_size": V, "eos_id": E,
-                           "bos_id": B or null, "pad_id": P or null,
+                           "bos_id": B or null, "pad_id": P or null, "mask_id": M or null,
+                           "sentinel_ids": [S0, S1, …],
                            "tokenizer_path": "/abs/runs/x/tokenizer", "tokenizer_hash": "sha256:…",
                            "split": {"by": "origin_document", "val_fraction": f, "rule": "…"},
                            "splits": {"train": {"tokens": N, "documents": D,
@@ -19,6 +20,9 @@ Layout::
 Written by `llmforge tokenize encode` (`llmforge.tokenizer.encode`). Readers require `dtype`, `vocab_size`,
 `eos_id` and `splits`; the other keys are there whenever that command wrote the artifact. `split` says which
 documents the val split holds (every copy of an origin document is in one split; see its `rule`).
+`mask_id` (the tokenizer's mask token, for masked LM) and `sentinel_ids` (`sentinel_ids[k]` is the id of
+`<extra_id_k>`, for span corruption; [] without sentinels) are missing from artifacts written before
+they were added: readers treat them as optional (`index.get("mask_id")`, `index.get("sentinel_ids", [])`).
 
 `validate_tokens` checks the shards against the index, and that every id is below `vocab_size`: cheaply from
 each shard's `max_id` (its largest id, -1 when empty, recorded at encode time), so a start reads no token. An
@@ -199,7 +203,8 @@ class TokenShards:
 
 @dataclass
 class TokenWindows:
-    """Fixed windows of `seq_len + 1` tokens (inputs and shifted targets) over a split.
+    """Windows of `seq_len + overlap` tokens starting every `seq_len` tokens of a split (overlap 1: inputs and
+    shifted targets of next-token prediction; 0: the windows of masked LM and span corruption).
 
     Window order is a seeded permutation per epoch; position `cursor` in the global order is deterministic,
     so a run resumes exactly by saving the cursor. Rank `r` of `world` takes every world-th window of each
@@ -210,13 +215,14 @@ class TokenWindows:
     seq_len: int
     seed: int = 0
     shuffle: bool = True
+    overlap: int = 1
 
     def __post_init__(self) -> None:
-        self.num_windows = (len(self.shards) - 1) // self.seq_len
+        self.num_windows = (len(self.shards) - self.overlap) // self.seq_len
         if self.num_windows < 1:
             raise UserError(
                 f"{self.shards.path}: split '{self.shards.split}' has {len(self.shards)} tokens, fewer than one "
-                f"window of seq_len+1 = {self.seq_len + 1}"
+                f"window of {self.seq_len + self.overlap}"
             )
         self._epoch = -1
         self._order: np.ndarray | None = None
@@ -235,9 +241,4 @@ class TokenWindows:
         """The window at global position `position` (positions run on across epochs)."""
         epoch, i = divmod(position, self.num_windows)
         w = int(self._order_for(epoch)[i])
-        return self.shards.read(w * self.seq_len, self.seq_len + 1)
-
-    def batch(self, cursor: int, batch_size: int, rank: int = 0, world: int = 1) -> np.ndarray:
-        """Rows of one rank's micro-batch: global positions cursor + rank + k·world, k < batch_size."""
-        rows = [self.window(cursor + rank + k * world) for k in range(batch_size)]
-        return np.stack(rows)
+        return self.shards.read(w * self.seq_len, self.seq_len + self.overlap)

@@ -103,18 +103,69 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load(path: str | Path, device: str | None = None) -> tuple[Any, Any]:
-    """(model in eval mode on `device`, tokenizer), or exit 2 naming what did not load."""
+# Encoder-only model types trained with a masked-LM head, for configs that name no `architectures`.
+MASKED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "modernbert")
+KIND_NAMES = {
+    "causal": "a causal LM",
+    "masked": "a masked LM",
+    "seq2seq": "an encoder-decoder (seq2seq) model",
+}
+
+
+def model_kind(path: str | Path) -> str:
+    """What the model dir holds, from its config.json: "seq2seq" when `is_encoder_decoder` is true, "masked"
+    when an architecture is named `...ForMaskedLM` (or none is named and model_type is BERT-family), else
+    "causal"."""
+    config = model_config(Path(path))
+    if config.get("is_encoder_decoder") is True:
+        return "seq2seq"
+    architectures = config.get("architectures") or []
+    if not isinstance(architectures, list):
+        architectures = []
+    if any(str(a).endswith("ForMaskedLM") for a in architectures):
+        return "masked"
+    if not architectures and config.get("model_type") in MASKED_MODEL_TYPES:
+        return "masked"
+    return "causal"
+
+
+def require_causal(path: str | Path, command: str) -> Path:
+    """The resolved model dir, or exit 2 when it is not a causal LM (`command` works on causal LMs only)."""
+    path = resolve(path)
+    kind = model_kind(path)
+    if kind != "causal":
+        raise UserError(
+            f"{path}: {command} needs a causal LM, but config.json describes {KIND_NAMES[kind]}; "
+            "`llmforge eval perplexity` scores it"
+        )
+    return path
+
+
+def _auto_class(kind: str) -> Any:
+    import transformers
+
+    names = {
+        "causal": "AutoModelForCausalLM",
+        "masked": "AutoModelForMaskedLM",
+        "seq2seq": "AutoModelForSeq2SeqLM",
+    }
+    return getattr(transformers, names[kind])
+
+
+def load(path: str | Path, device: str | None = None, kind: str | None = None) -> tuple[Any, Any]:
+    """(model in eval mode on `device`, tokenizer), or exit 2 naming what did not load. The model class
+    follows `kind` ("causal", "masked", "seq2seq"; default: `model_kind` of the checkpoint)."""
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     path = resolve(path)
+    auto_class = _auto_class(kind or model_kind(path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as e:
         raise UserError(f"{path}: tokenizer does not load ({e})") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = auto_class.from_pretrained(path)
     except SafetensorError as e:
         names = ", ".join(map(str, weight_files(path))) or str(path)
         raise UserError(f"{names}: damaged safetensors file ({e})") from None

@@ -152,7 +152,7 @@ def run(
         "max_gen_toks": max_gen_toks or cfg.max_gen_toks,
         "data_dir": str(data_dir.resolve()) if data_dir else None,
     }
-    model_dir = ckpt.resolve(checkpoint)
+    model_dir = ckpt.require_causal(checkpoint, "eval run")
     out = out or _default_out(model_dir, "eval")
     outputs.report_dir(out, force=force)
     offline = _offline(data_dir)
@@ -247,19 +247,73 @@ def list_tasks(
     summary_table("presets", [(p, ", ".join(ts)) for p, ts in PRESETS.items()], ("preset", "tasks"))
 
 
+# --batch-size default per model kind: windows (causal), one-mask copies of a window (masked), examples (seq2seq)
+PERPLEXITY_BATCH = {"causal": 8, "masked": 32, "seq2seq": 8}
+# T5's pretraining inputs length (Raffel et al. 2020): the window of an encoder-decoder whose config.json
+# gives no context length (T5's relative positions set none)
+SEQ2SEQ_WINDOW = 512
+
+
+def _perplexity_window(kind: str, model_dir: Path, context: int | None) -> int:
+    if context is not None:
+        return context
+    if kind == "seq2seq":
+        return SEQ2SEQ_WINDOW
+    raise UserError(f"--window: {model_dir}/config.json gives no context length; pass --window")
+
+
+def _measure_perplexity(kind, model, tokenizer, model_dir, ids, n_bytes, window, stride, batch_size):
+    """The measure that fits the model kind: perplexity, pseudo-perplexity or target perplexity."""
+    if kind == "masked":
+        from llmforge.eval import masked_perplexity as mlm
+
+        mask_id = mlm.mask_token_id(tokenizer, model_dir)
+        return mlm.measure(
+            model, tokenizer, ids, n_bytes, window=window, batch_size=batch_size, mask_id=mask_id
+        )
+    if kind == "seq2seq":
+        from llmforge.eval import target_perplexity as t5
+
+        sentinels = t5.sentinel_ids(tokenizer, model_dir)
+        if tokenizer.eos_token_id is None:
+            raise UserError(
+                f"{model_dir}: the tokenizer has no eos_token; span-corruption examples end with it"
+            )
+        return t5.measure(
+            model,
+            ids,
+            window=window,
+            batch_size=batch_size,
+            sentinels=sentinels,
+            eos_id=tokenizer.eos_token_id,
+        )
+    from llmforge.eval import perplexity as ppl
+
+    return ppl.measure(model, tokenizer, ids, n_bytes, window=window, stride=stride, batch_size=batch_size)
+
+
 @app.command("perplexity")
 def perplexity(
     checkpoint: Path = typer.Argument(..., help=CKPT_HELP),
     tokens: Path | None = typer.Option(None, "--tokens", help="A tokens artifact: its val split is scored."),
     text: Path | None = typer.Option(None, "--text", help="A UTF-8 text file to score."),
     window: int | None = typer.Option(
-        None, "--window", min=2, help="Tokens per window (default: the model's context)."
+        None,
+        "--window",
+        min=2,
+        help="Tokens per window (default: the model's context; 512 for an encoder-decoder that gives none).",
     ),
     stride: int | None = typer.Option(
-        None, "--stride", min=1, help="Tokens between window starts (default: window/2)."
+        None, "--stride", min=1, help="Tokens between window starts (default: window/2; causal LMs only)."
     ),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=2, help="Score only the first N tokens."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per forward pass."),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help="Sequences per forward pass: windows (causal, default 8), one-mask copies (masked LM, default 32), "
+        "examples (encoder-decoder, default 8).",
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, … (default: cuda if available)."),
     out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -271,6 +325,11 @@ def perplexity(
     window's first token are context only), EOS targets excluded as in lm-eval's rolling log-likelihood.
     --window may not exceed the model's context. An existing report at --out is refused unless --force.
 
+    The measure follows the checkpoint's config.json: a masked LM (BERT-style) gets pseudo-perplexity and
+    pseudo bits-per-byte (each token masked in turn, non-overlapping windows; Salazar et al. 2020), an
+    encoder-decoder (T5-style) the perplexity of its span-corruption targets (bits per byte: null). The
+    report's `metric` says which.
+
     Example: llmforge eval perplexity runs/tiny/checkpoints/step-000200 --tokens runs/tiny/tokens --stride 128
     """
     if (tokens is None) == (text is None):
@@ -281,6 +340,7 @@ def perplexity(
     from llmforge.eval import report
 
     model_dir = ckpt.resolve(checkpoint)
+    kind = ckpt.model_kind(model_dir)
     if tokens is not None:
         require(tokens, "tokens")
     elif not text.is_file():
@@ -290,12 +350,19 @@ def perplexity(
         raise UserError(
             f"--window {window}: larger than the model's context ({context} tokens in {model_dir})"
         )
+    if stride is not None and kind != "causal":
+        raise UserError(
+            f"--stride: applies to causal LMs only; {model_dir} is {ckpt.KIND_NAMES[kind]}, scored in "
+            "non-overlapping windows"
+        )
     if window is not None and stride is not None and stride > window:
         raise UserError(f"--stride {stride}: must be between 1 and the window ({window})")
+    window = window or _perplexity_window(kind, model_dir, context)
+    stride = stride or max(1, window // 2)
     out = out or _default_out(model_dir, "perplexity")
     outputs.report_dir(out, force=force)
     _quiet_libraries()
-    model, tokenizer = ckpt.load(model_dir, device)
+    model, tokenizer = ckpt.load(model_dir, device, kind)
     source = tokens if tokens is not None else text
     if tokens is not None:
         ids, n_bytes = ppl.tokens_stream(tokenizer, tokens, max_tokens)
@@ -303,31 +370,38 @@ def perplexity(
     else:
         ids, n_bytes = ppl.text_stream(tokenizer, text, max_tokens)
         name = f"perplexity:{text.name}"
-    window = window or context or model.config.max_position_embeddings
-    stride = stride or max(1, window // 2)
-    result = ppl.measure(model, tokenizer, ids, n_bytes, window=window, stride=stride, batch_size=batch_size)
+    batch_size = batch_size or PERPLEXITY_BATCH[kind]
+    result = _measure_perplexity(kind, model, tokenizer, model_dir, ids, n_bytes, window, stride, batch_size)
     results = ppl.as_results(name, result, model_dir)
     report.write(
         out,
         results,
-        title=f"Perplexity of {model_dir}",
+        title=f"{result.metric.capitalize()} of {model_dir}",
         model_dir=model_dir,
-        recipe={"source": str(source), "window": window, "stride": stride, "max_tokens": max_tokens},
+        recipe={
+            "source": str(source),
+            "metric": result.metric,
+            "window": window,
+            "stride": result.stride,
+            "max_tokens": max_tokens,
+        },
         inputs=[source],
     )
     if as_json:
         emit_json({"report": str(out), **results["results"][name]})
         return
+    measure = result.metric.replace("-", " ")
+    bits = "n/a (targets are a sample of the text)" if result.bits_per_byte is None else result.bits_per_byte
     summary_table(
-        f"perplexity {report.model_label(model_dir)}",
+        f"{measure} {report.model_label(model_dir)}",
         {
             "source": str(source),
-            "perplexity": result.perplexity,
-            "bits per byte": result.bits_per_byte,
+            measure: result.perplexity,
+            "bits per byte": bits,
             "tokens scored": result.tokens,
-            "bytes": result.bytes,
-            "bytes/token": result.bytes / result.tokens,
-            "window / stride": f"{window} / {stride}",
+            "bytes": "-" if result.bytes is None else result.bytes,
+            "bytes/token": "-" if result.bytes is None else result.bytes / result.tokens,
+            "window / stride": f"{window} / {result.stride}",
             "report": str(out),
         },
     )
@@ -361,6 +435,7 @@ def samples(
     from llmforge.eval import checkpoint as ckpt
     from llmforge.eval import samples as sheets
 
+    ckpt.require_causal(checkpoint, "eval samples")
     texts = sheets.read_prompts(prompts)
     outputs.file(out, example="sheet.csv", force=force)
     _quiet_libraries()

@@ -15,6 +15,10 @@ NLL is in neither sum.
 
 Bits per byte does not depend on the tokenizer, so models with different vocabularies compare fairly
 (the reason Gao et al., 2020, "The Pile", report BPB rather than perplexity).
+
+Masked LMs and encoder-decoders are measured in `masked_perplexity` and `target_perplexity`; every measure
+returns a `Perplexity` whose `metric` names it, and `as_results` keys each measure's numbers by its own name
+(`pseudo_perplexity,none`, ...) so a report never shows one measure under another's name.
 """
 
 from __future__ import annotations
@@ -39,12 +43,17 @@ class Span:
 @dataclass(frozen=True)
 class Perplexity:
     perplexity: float
-    bits_per_byte: float
+    bits_per_byte: float | None  # None where it does not apply (target perplexity)
     nll_per_token: float
     tokens: int
-    bytes: int
+    bytes: int | None
     window: int
     stride: int
+    metric: str = "perplexity"  # a key of METRIC_PREFIX
+
+
+# How results.json names each measure's numbers: `<prefix>perplexity`, `<prefix>bits_per_byte`, ...
+METRIC_PREFIX = {"perplexity": "", "pseudo-perplexity": "pseudo_", "target-perplexity": "target_"}
 
 
 def spans(n_tokens: int, window: int, stride: int) -> list[Span]:
@@ -79,6 +88,11 @@ def token_bytes(tokenizer: Any, ids: np.ndarray, i: int, context: int = 8) -> in
         return len(tokenizer.decode(ids[lo:end].tolist(), skip_special_tokens=True).encode("utf-8"))
 
     return decoded(i + 1) - decoded(i)
+
+
+def bytes_without(tokenizer: Any, ids: np.ndarray, n_bytes: int, unscored: Any) -> int:
+    """The UTF-8 bytes of the scored tokens: `n_bytes` less the bytes of the tokens at the `unscored` positions."""
+    return n_bytes - sum(token_bytes(tokenizer, ids, int(i)) for i in unscored)
 
 
 def total_nll(
@@ -127,7 +141,7 @@ def measure(
     if count == 0:
         raise UserError("the text has no token to score besides EOS; perplexity needs at least 2 tokens")
     unscored = never_scored(len(ids), spans(len(ids), window, stride))
-    scored_bytes = n_bytes - sum(token_bytes(tokenizer, ids, i) for i in unscored)
+    scored_bytes = bytes_without(tokenizer, ids, n_bytes, unscored)
     return Perplexity(
         perplexity=math.exp(nll / count),
         bits_per_byte=nll / (math.log(2) * scored_bytes),
@@ -174,14 +188,16 @@ def tokens_stream(tokenizer: Any, path: Path, max_tokens: int | None) -> tuple[n
 
 
 def as_results(name: str, p: Perplexity, model_dir: Path) -> dict[str, Any]:
-    """lm-eval-shaped results for the report artifact."""
+    """lm-eval-shaped results for the report artifact; the metric keys carry the measure's name."""
+    prefix = METRIC_PREFIX[p.metric]
     return {
         "results": {
             name: {
                 "alias": name,
-                "perplexity,none": p.perplexity,
-                "bits_per_byte,none": p.bits_per_byte,
-                "nll_per_token,none": p.nll_per_token,
+                "metric": p.metric,
+                f"{prefix}perplexity,none": p.perplexity,
+                f"{prefix}bits_per_byte,none": p.bits_per_byte,
+                f"{prefix}nll_per_token,none": p.nll_per_token,
                 "tokens": p.tokens,
                 "bytes": p.bytes,
             }

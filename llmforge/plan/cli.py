@@ -266,14 +266,19 @@ def memory(
 
 @app.command("shape")
 def shape(
-    arch: str = typer.Option("llama", "--arch", help="gpt2 | llama | gpt-neox."),
-    layers: int | None = typer.Option(None, "--layers", help="Transformer layers."),
+    arch: str = typer.Option("llama", "--arch", help="gpt2 | llama | gpt-neox | bert | t5."),
+    layers: int | None = typer.Option(None, "--layers", help="Transformer layers (t5: encoder layers)."),
+    decoder_layers: int | None = typer.Option(
+        None, "--decoder-layers", help="t5: decoder layers (default = --layers)."
+    ),
     d_model: int | None = typer.Option(None, "--d-model", help="Hidden size."),
     heads: int | None = typer.Option(None, "--heads", help="Attention heads."),
     kv_heads: int | None = typer.Option(None, "--kv-heads", help="Key/value heads (GQA); default = heads."),
     ffn: int | None = typer.Option(None, "--ffn", help="FFN width; default 4·d (llama: SwiGLU 8d/3 → ×256)."),
     vocab: int | None = typer.Option(None, "--vocab", help="Vocabulary size (default: the arch's usual)."),
-    seq: int | None = typer.Option(None, "--seq", help="Sequence length (gpt2: also its position table)."),
+    seq: int | None = typer.Option(
+        None, "--seq", help="Sequence length (gpt2, bert: also the position table; t5: encoder input)."
+    ),
     tied: bool | None = typer.Option(None, "--tied/--untied", help="Tie input and output embeddings."),
     params: str | None = typer.Option(None, "--params", "-n", help="Propose shapes near this size instead."),
     count: int = typer.Option(5, "--count", help="How many shapes --params proposes."),
@@ -291,6 +296,7 @@ def shape(
       llmforge plan shape --arch llama --layers 32 --d-model 4096 --heads 32 --vocab 32000
       llmforge plan shape --params 1e9
       llmforge plan shape --params 1e8 --arch llama --vocab 4096 --toml >> my-recipe.toml
+      llmforge plan shape --arch t5 --layers 12 --d-model 768 --heads 12 --seq 512   # T5 v1.1-base
     """
     from llmforge.plan.shapes import (
         ARCHS,
@@ -305,12 +311,18 @@ def shape(
     choice("--arch", arch, ARCHS)
     if as_json and as_toml:
         raise UserError("plan shape: give --json or --toml, not both")
-    seq = seq or (1024 if arch == "gpt2" else 2048)
+    seq = seq or {"gpt2": 1024, "bert": 512, "t5": 512}.get(arch, 2048)
     if params is not None:
         if count < 1:
             raise UserError(f"--count {count}: expected a positive integer")
         shapes = propose_shapes(
-            positive("--params", params), arch=arch, vocab_size=vocab, seq_len=seq, tied=tied, count=count
+            positive("--params", params),
+            arch=arch,
+            vocab_size=vocab,
+            seq_len=seq,
+            tied=tied,
+            decoder_layers=decoder_layers,
+            count=count,
         )
         if as_toml:
             sys.stdout.write(model_toml(shapes[0]))
@@ -338,6 +350,7 @@ def shape(
         DEFAULT_TIED[arch] if tied is None else tied,
         n_kv_heads=kv_heads,
         ffn_dim=ffn,
+        n_decoder_layers=decoder_layers,
     )
     if as_toml:
         sys.stdout.write(model_toml(given))

@@ -227,7 +227,7 @@ def write_ladder(
         arch=model.arch,
         vocab_size=vocab,
         seq_len=train.seq_len,
-        tied=model.tie_embeddings,
+        tied=model.tied,
         global_batch_tokens=train.global_batch_tokens,
         spread=spread,
     )

@@ -1,115 +1,50 @@
 """Transformer shapes: exact parameter counts, training FLOPs per token, and shapes proposed for a target size.
 
-Parameter counts follow the Hugging Face implementations term by term (GPT2LMHeadModel, LlamaForCausalLM,
-GPTNeoXForCausalLM): GPT-2 small (12 × 768, vocab 50,257, 1,024 positions, tied) has 124,439,808 parameters,
-LLaMA-7B (32 × 4,096, FFN 11,008, vocab 32,000, untied) 6,738,415,616, Pythia-160M (GPT-NeoX 12 × 768, vocab
-50,304, untied) 162,322,944.
+The counts and formulas are the architecture registry's (`llmforge.archs`, one module per family): they follow
+the Hugging Face implementations term by term, e.g. GPT-2 small (12 × 768, vocab 50,257, 1,024 positions, tied)
+124,439,808 parameters, LLaMA-7B (32 × 4,096, FFN 11,008, vocab 32,000, untied) 6,738,415,616, Pythia-160M
+(GPT-NeoX 12 × 768, vocab 50,304, untied) 162,322,944.
 
 Training FLOPs per token = 6·N_matmul + 12·L·S·d_attn (Chowdhery et al. 2022, "PaLM", Appendix B), where N_matmul
 counts every weight that takes part in a matrix product (all parameters except the input token and position
 embeddings; the output projection counts even when tied) and the second term is attention's QKᵀ and AV products.
+Encoder-decoders (t5) count per encoder input token (see llmforge/archs/t5.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from llmforge.archs import ARCHS as ARCHS  # re-exported: the CLI's --arch choices
+from llmforge.archs import FAMILIES, Shape, family
 from llmforge.console import UserError
 
-ARCHS = ("gpt2", "llama", "gpt-neox")
-DEFAULT_VOCAB = {"gpt2": 50257, "llama": 32000, "gpt-neox": 50304}
-DEFAULT_TIED = {"gpt2": True, "llama": False, "gpt-neox": False}
+DEFAULT_VOCAB = {name: fam.default_vocab for name, fam in FAMILIES.items()}
+DEFAULT_TIED = {name: fam.default_tied for name, fam in FAMILIES.items()}
 # Head counts that 8-way tensor parallelism cannot split evenly (Shoeybi et al. 2019, §3) rank as if their aspect
 # ratio were ~35% further from the family's.
 TP_PENALTY = 0.3
 ASPECT_RANGE = (16, 512)  # d_model / n_layers considered at all (Kaplan et al. 2020 Fig. 5 spans ~10–400)
 
 
-@dataclass(frozen=True)
-class Shape:
-    arch: str
-    n_layers: int
-    d_model: int
-    n_heads: int
-    vocab_size: int
-    seq_len: int
-    tied: bool
-    n_kv_heads: int | None = None
-    ffn_dim: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise UserError(f"arch {self.arch!r}: unknown architecture; choose one of {', '.join(ARCHS)}")
-        for name in ("n_layers", "d_model", "n_heads", "vocab_size", "seq_len"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} = {getattr(self, name)}: expected a positive integer")
-        if self.d_model % self.n_heads:
-            raise UserError(f"d_model = {self.d_model}: not divisible by n_heads = {self.n_heads}")
-        if self.n_heads % self.kv_heads:
-            raise UserError(f"n_heads = {self.n_heads}: not divisible by n_kv_heads = {self.kv_heads}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
-    @property
-    def kv_heads(self) -> int:
-        return self.n_kv_heads or self.n_heads
-
-    @property
-    def ffn(self) -> int:
-        return self.ffn_dim or default_ffn(self.arch, self.d_model)
-
-
 def default_ffn(arch: str, d_model: int) -> int:
-    """4·d for GPT-2/NeoX; LLaMA's SwiGLU width 2/3·4·d rounded up to a multiple of 256 (Touvron et al. 2023, §2.2;
-    11,008 for d = 4,096)."""
-    if arch == "llama":
-        return 256 * math.ceil(int(8 * d_model / 3) / 256)
-    return 4 * d_model
-
-
-def layer_params(s: Shape) -> int:
-    d, kv_dim, f = s.d_model, s.kv_heads * s.head_dim, s.ffn
-    if s.arch == "llama":  # q, k, v, o without bias; gate, up, down; two RMSNorm weights
-        return d * (d + 2 * kv_dim) + d * d + 3 * d * f + 2 * d
-    # GPT-2 / GPT-NeoX: fused qkv and output projection with biases, 2-matrix MLP with biases, two LayerNorms
-    return (d * (d + 2 * kv_dim) + d + 2 * kv_dim) + (d * d + d) + (2 * d * f + f + d) + 4 * d
+    return family(arch).default_ffn(d_model)
 
 
 def param_counts(s: Shape) -> dict[str, int]:
     """Parameters by part; `total` matches `sum(p.numel() for p in model.parameters())` of the HF model."""
-    token_embedding = s.vocab_size * s.d_model
-    position_embedding = s.seq_len * s.d_model if s.arch == "gpt2" else 0
-    final_norm = s.d_model if s.arch == "llama" else 2 * s.d_model
-    lm_head = 0 if s.tied else s.vocab_size * s.d_model
-    layers = s.n_layers * layer_params(s)
-    total = token_embedding + position_embedding + layers + final_norm + lm_head
-    return {
-        "total": total,
-        "non_embedding": layers + final_norm,
-        "token_embedding": token_embedding,
-        "position_embedding": position_embedding,
-        "layers": layers,
-        "per_layer": layer_params(s),
-        "lm_head": lm_head,
-        "final_norm": final_norm,
-    }
+    return family(s.arch).param_counts(s)
 
 
 def flops_per_token(s: Shape) -> dict[str, float]:
     """Training (forward + backward) FLOPs per token, PaLM Appendix B, split into dense and attention parts."""
-    counts = param_counts(s)
-    matmul_params = counts["non_embedding"] + s.vocab_size * s.d_model
-    dense = 6 * matmul_params
-    attention = 12 * s.n_layers * s.seq_len * s.d_model
-    return {
-        "train": dense + attention,
-        "dense": dense,
-        "attention": attention,
-        "forward": (dense + attention) / 3,
-    }
+    return family(s.arch).flops_per_token(s)
+
+
+def layer_params(s: Shape) -> int:
+    """Parameters one more layer adds (t5: one encoder and, unless fixed, one decoder block)."""
+    return param_counts(replace(s, n_layers=s.n_layers + 1))["total"] - param_counts(s)["total"]
 
 
 def describe(s: Shape) -> dict:
@@ -124,7 +59,14 @@ def describe(s: Shape) -> dict:
         "ffn_dim": s.ffn,
         "vocab_size": s.vocab_size,
         "seq_len": s.seq_len,
+        "context": s.positions,
         "tied": s.tied,
+        "objective": family(s.arch).objective,
+        **(
+            {"n_decoder_layers": s.decoder_layers, "target_len": s.targets}
+            if family(s.arch).encoder_decoder
+            else {}
+        ),
         "params": counts["total"],
         "param_counts": counts,
         "flops_per_token": flops["train"],
@@ -147,6 +89,7 @@ def propose_shapes(
     vocab_size: int | None = None,
     seq_len: int = 2048,
     tied: bool | None = None,
+    decoder_layers: int | None = None,
     count: int = 5,
     tolerance: float = 0.1,
 ) -> list[Shape]:
@@ -163,6 +106,7 @@ def propose_shapes(
         vocab_size or DEFAULT_VOCAB[arch],
         seq_len,
         DEFAULT_TIED[arch] if tied is None else tied,
+        n_decoder_layers=decoder_layers,
     )
     pref = preferred_aspect(target_params)
     found: list[tuple[float, Shape]] = []
@@ -171,8 +115,8 @@ def propose_shapes(
         if d % head_dim:
             continue
         one = replace(base, d_model=d, n_heads=d // head_dim, n_layers=1)
-        outside = param_counts(one)["total"] - layer_params(one)
-        layers = round((target_params - outside) / layer_params(one))
+        step = layer_params(one)
+        layers = round((target_params - param_counts(one)["total"] + step) / step)
         if layers < 1 or not ASPECT_RANGE[0] <= d / layers <= ASPECT_RANGE[1]:
             continue
         shape = replace(one, n_layers=layers)
@@ -192,7 +136,8 @@ def propose_shapes(
 
 def model_table(s: Shape) -> dict:
     """`s` as a recipe's `[model]` table (keys of `llmforge.pretrain`'s ModelConfig). FFN width, tying and the
-    context are written out: the pretrain stage's own defaults for them differ from the families' here."""
+    context (`max_seq_len`: the position table, at least the sequence) are written out: the pretrain stage's own
+    defaults for them differ from the families' here."""
     table = {
         "arch": s.arch,
         "n_layers": s.n_layers,
@@ -200,11 +145,13 @@ def model_table(s: Shape) -> dict:
         "n_heads": s.n_heads,
         "ffn_dim": s.ffn,
         "vocab_size": s.vocab_size,
-        "max_seq_len": s.seq_len,
+        "max_seq_len": s.positions,
         "tie_embeddings": s.tied,
     }
     if s.kv_heads != s.n_heads:
         table["n_kv_heads"] = s.kv_heads
+    if s.decoder_layers != s.n_layers:
+        table["n_decoder_layers"] = s.decoder_layers
     return table
 
 

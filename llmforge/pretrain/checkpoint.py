@@ -5,12 +5,14 @@
       trainer_state/
         state.json      step, data cursor, tokens seen, LR factor, spike-guard history, world size,
                         fp16 loss-scaler state
-        optimizer.pt    AdamW state (moments and step counts)
+        optimizer.pt    AdamW state keyed by parameter name (moments and step counts)   [replicated runs]
+        shards/         torch.distributed.checkpoint: weights + AdamW state, one file per rank [FSDP runs]
         rng.pt          python / numpy / torch (and CUDA) RNG states of every rank, in rank order
       manifest.json     kind "checkpoint", stats {step, tokens_seen, val_loss}
 
-Rank 0 writes a checkpoint under a temporary name and renames it into place (`atomic_dir`), so a
-checkpoint directory that exists is complete, and never with non-finite weights.
+An FSDP checkpoint carries `model.safetensors` at export points only (checkpointer.py). A checkpoint is
+written under a temporary name and renamed into place (`atomic_dir`), so a checkpoint directory that exists
+is complete, and never with non-finite weights.
 
 BOS, EOS and PAD agree in config.json, generation_config.json and the tokenizer files (GPT-2's convention:
 documents are separated by EOS in training, so EOS is also the BOS a reader such as lm-eval puts before a
@@ -23,16 +25,15 @@ import json
 import random
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from llmforge.artifacts import atomic_dir, write_manifest
 
 if TYPE_CHECKING:
     import torch
 
 STATE_DIR = "trainer_state"
+SHARDS_DIR = "shards"  # torch.distributed.checkpoint files of a sharded (FSDP) run
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -71,7 +72,10 @@ class SpecialTokens:
 
     def apply(self, model: Any) -> None:
         """Declare the ids in the model's config and generation config, with the KV cache on."""
-        for config in (model.config, model.generation_config):
+        # An encoder (masked LM) has no generation config.
+        for config in (model.config, getattr(model, "generation_config", None)):
+            if config is None:
+                continue
             config.bos_token_id, config.eos_token_id, config.pad_token_id = (
                 self.bos_id,
                 self.eos_id,
@@ -171,56 +175,33 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(
-    path: Path,
-    *,
-    model: torch.nn.Module,
-    weights: dict[str, Any] | None,
-    optimizer_state: dict[str, Any],
-    state: TrainState,
-    rng_states: list[dict[str, Any]],
-    tokenizer_dir: Path | None,
-    specials: SpecialTokens,
-    recipe: dict[str, Any],
-    inputs: list[Path],
-) -> None:
-    """Write one checkpoint atomically (call on rank 0 only, with the unwrapped model; `weights` is its
-    full state dict when the model itself holds only a shard)."""
-    import torch
-
-    specials.apply(model)
-    with atomic_dir(path) as tmp:
-        model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
-        if tokenizer_dir is not None:
-            for name in TOKENIZER_FILES:
-                if (tokenizer_dir / name).is_file():
-                    shutil.copy2(tokenizer_dir / name, tmp / name)
-            specials.align_tokenizer_files(tmp)
-        sdir = tmp / STATE_DIR
-        sdir.mkdir()
-        torch.save(optimizer_state, sdir / "optimizer.pt")
-        torch.save(rng_states, sdir / "rng.pt")
-        (sdir / "state.json").write_text(json.dumps(asdict(state), indent=2) + "\n")
-        write_manifest(
-            tmp,
-            "checkpoint",
-            recipe=recipe,
-            inputs=inputs,
-            stats={"step": state.step, "tokens_seen": state.tokens_seen, "val_loss": state.val_loss},
-        )
+def copy_tokenizer(tokenizer_dir: Path | None, directory: Path, specials: SpecialTokens) -> None:
+    """Put the tokenizer files beside the weights, naming the same BOS/EOS/PAD as the config."""
+    if tokenizer_dir is None:
+        return
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).is_file():
+            shutil.copy2(tokenizer_dir / name, directory / name)
+    specials.align_tokenizer_files(directory)
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     """Load `model.safetensors` into an (unwrapped) model of the same shape, bit for bit."""
     weights = read_weights(path)
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = {"lm_head.weight", "embed_out.weight"} if model.config.tie_word_embeddings else set()
-    if unexpected or set(missing) - tied:
+    if unexpected or set(missing) - tied_names(model):
         raise RuntimeError(
             f"{path}: weights do not match the model (missing {missing}, unexpected {unexpected})"
         )
-    if model.config.tie_word_embeddings:
-        model.tie_weights()
+    # No tie_weights(): loading copies into the shared tensors, and T5 v1.1's untied head would be re-tied.
+
+
+def tied_names(model: torch.nn.Module) -> set[str]:
+    """Names of parameters shared under several names (a tied head, BERT's decoder bias): a file holds one."""
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    return {n for group in names.values() if len(group) > 1 for n in group}
 
 
 def safetensors_header(file: Path) -> dict[str, Any]:
@@ -259,16 +240,6 @@ def read_weights(path: Path) -> dict[str, Any]:
     return load_file(str(path / "model.safetensors"))
 
 
-def load_trainer_state(path: Path) -> tuple[TrainState, dict[str, Any], list[dict[str, Any]]]:
-    import torch
-
-    sdir = path / STATE_DIR
-    state = TrainState.from_dict(json.loads((sdir / "state.json").read_text()))
-    optimizer_state = torch.load(sdir / "optimizer.pt", weights_only=False)
-    rng_states = torch.load(sdir / "rng.pt", weights_only=False)
-    return state, optimizer_state, rng_states
-
-
 def set_aside(path: Path) -> Path:
     """Rename a damaged checkpoint to `.damaged-<name>` (a free name), out of `list_checkpoints`' and
     `prune_checkpoints`' sight, so a resumed run neither counts it as the newest nor deletes good ones
@@ -281,12 +252,14 @@ def set_aside(path: Path) -> Path:
 
 
 def prune_checkpoints(checkpoints: Path, keep_last: int, keep_every: int | None) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints and those whose step is a multiple of
-    `keep_every`. Returns what was deleted."""
+    """Delete all but the newest `keep_last` checkpoints, those whose step is a multiple of `keep_every`,
+    and the newest one with HF weights. Returns what was deleted."""
     found = list_checkpoints(checkpoints)
     keep = {p for _, p in found[-keep_last:]}
     if keep_every:
         keep |= {p for s, p in found if s % keep_every == 0}
+    exported = [p for _, p in found if (p / "model.safetensors").is_file()]
+    keep |= set(exported[-1:])  # FSDP checkpoints between export points hold shards only
     deleted = [p for _, p in found if p not in keep]
     for p in deleted:
         shutil.rmtree(p, ignore_errors=True)

@@ -10,7 +10,7 @@ import typer
 from llmforge.console import emit_json, summary_table
 
 app = typer.Typer(
-    help="Pretrain a decoder-only language model on a tokens artifact (single process, DDP or FSDP).",
+    help="Pretrain a model (causal LM, masked LM or T5 span corruption) on a tokens artifact (single process, DDP or FSDP).",
     no_args_is_help=True,
 )
 

@@ -6,15 +6,10 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_serializer, model_validator
 
+from llmforge.archs import ARCHS, family
 from llmforge.recipe_base import RecipePath, Table
 
-# Keys that mean something for some architectures only; given for another one they are refused rather
-# than silently ignored (llama rotates every head dimension; gpt2 has learned positions, no rotary).
-ARCH_ONLY_KEYS = {
-    "n_kv_heads": ("llama",),
-    "rotary_pct": ("gpt-neox",),
-    "rope_theta": ("llama", "gpt-neox"),
-}
+OBJECTIVES = ("clm", "mlm", "span-corruption")
 # Upper bounds on sizes: far above any published model, low enough that a typo (1e9) is refused before
 # a model is allocated (Gemma's 262k vocabulary, Llama 3 405B's 126 layers × 16,384 width).
 MAX_VOCAB = 1 << 22
@@ -29,58 +24,150 @@ class _FiniteTable(Table):
     model_config = ConfigDict(**{**Table.model_config, "allow_inf_nan": False})
 
 
-class ModelConfig(_FiniteTable):
-    """`[model]`: a decoder-only transformer built from a transformers config.
+class MaskingConfig(_FiniteTable):
+    """`[model.mlm]`: which tokens a masked-LM step predicts (Devlin et al. 2019, BERT §3.1: 15%, of which 80%
+    become the mask token, 10% a random token, 10% stay). With `whole_word` every piece of a selected word is
+    predicted; transformers' collator then replaces all of them by the mask token (no random or kept ones)."""
 
-    `llama`: RMSNorm, SwiGLU, rotary, grouped-query attention. `gpt-neox`: rotary on `rotary_pct` of each
-    head's dims and parallel attention + MLP (Black et al. 2022, GPT-NeoX-20B §2.1). `gpt2`: learned
-    positions, LayerNorm, GELU MLP. `n_kv_heads`, `rotary_pct` and `rope_theta` are accepted only for the
-    architectures they apply to (ARCH_ONLY_KEYS). With `init_from` (a local HF causal-LM directory) the shape comes from
-    that checkpoint and the shape keys must be left out.
+    probability: float = Field(0.15, gt=0, lt=1)
+    mask_fraction: float = Field(0.8, ge=0, le=1)
+    random_fraction: float = Field(0.1, ge=0, le=1)
+    whole_word: bool = False
+
+    @model_validator(mode="after")
+    def _fractions(self) -> MaskingConfig:
+        if self.mask_fraction + self.random_fraction > 1:
+            raise ValueError("model.mlm.mask_fraction + model.mlm.random_fraction must not exceed 1")
+        if self.whole_word and (self.mask_fraction != 1 or self.random_fraction != 0):
+            raise ValueError(
+                "model.mlm.whole_word = true replaces every selected piece by the mask token: set "
+                "model.mlm.mask_fraction = 1.0 and model.mlm.random_fraction = 0.0"
+            )
+        return self
+
+
+class SpanConfig(_FiniteTable):
+    """`[model.span]`: T5's span corruption (Raffel et al. 2020 §3.1.4: 15% noise, mean span length 3)."""
+
+    noise_density: float = Field(0.15, gt=0, lt=1)
+    mean_span_length: float = Field(3.0, ge=1)
+
+
+class ModelConfig(_FiniteTable):
+    """`[model]`: a transformer built from a transformers config; `arch` picks the family (llmforge/archs).
+
+    Decoders for next-token prediction (`objective = "clm"`): `llama` (RMSNorm, SwiGLU, rotary, grouped-query
+    attention), `gpt-neox` (rotary on `rotary_pct` of each head's dims, parallel attention + MLP; Black et al.
+    2022), `gpt2` (learned positions, LayerNorm, GELU). `bert`: an encoder for masked LM (`"mlm"`, options in
+    `[model.mlm]`). `t5`: a T5 v1.1 encoder–decoder for span corruption (`"span-corruption"`, options in
+    `[model.span]`; `n_decoder_layers` defaults to `n_layers`). `objective` defaults to the family's; keys
+    some families take only (`n_kv_heads`, `rotary_pct`, `rope_theta`, `n_decoder_layers`, ...) are refused
+    for the others. With `init_from` (a local HF model directory) the shape comes from that checkpoint and
+    the shape keys must be left out.
     """
 
-    arch: Literal["llama", "gpt-neox", "gpt2"] = "llama"
+    arch: Literal[ARCHS] = "llama"  # type: ignore[valid-type]
+    objective: Literal["clm", "mlm", "span-corruption"] | None = None
     n_layers: int = Field(4, ge=1, le=MAX_LAYERS)
+    n_decoder_layers: int | None = Field(None, ge=1, le=MAX_LAYERS)
     d_model: int = Field(256, ge=8, le=MAX_WIDTH)
     n_heads: int = Field(4, ge=1, le=MAX_WIDTH)
     n_kv_heads: int | None = Field(None, ge=1, le=MAX_WIDTH)
     ffn_dim: int | None = Field(None, ge=1, le=4 * MAX_WIDTH)
     vocab_size: int | None = Field(None, ge=2, le=MAX_VOCAB)
     max_seq_len: int = Field(256, ge=8, le=MAX_CONTEXT)
-    tie_embeddings: bool = True
+    tie_embeddings: bool | None = None  # None: tied, except for t5 (v1.1 unties its head)
+    # t5: relative-position buckets per head (the encoder's halves need ≥ 2 each, the decoder's stay below
+    # the maximum distance of 128)
+    relative_attention_buckets: int = Field(32, ge=4, le=254)
     rotary_pct: float = Field(0.25, gt=0, le=1)
     rope_theta: float = Field(10000.0, gt=0)
     init_std: float = Field(0.02, gt=0)
     init_from: RecipePath | None = None
+    mlm: MaskingConfig | None = None
+    span: SpanConfig | None = None
+
+    @property
+    def family(self):  # noqa: ANN201 - llmforge.archs.Family
+        return family(self.arch)
+
+    @property
+    def training_objective(self) -> str:
+        return self.objective or self.family.objective
+
+    @property
+    def tied(self) -> bool:
+        if self.tie_embeddings is not None:
+            return self.tie_embeddings
+        return self.family.default_tied if self.family.encoder_decoder else True
+
+    @property
+    def masking(self) -> MaskingConfig:
+        return self.mlm or MaskingConfig()
+
+    @property
+    def corruption(self) -> SpanConfig:
+        return self.span or SpanConfig()
 
     @model_serializer(mode="wrap")
-    def _only_keys_that_apply(self, handler):  # noqa: ANN001 - pydantic's serializer protocol
-        """The resolved recipe (recipe.toml, manifests) leaves out the defaults of keys another arch uses."""
+    def _only_keys_that_apply(self, handler, info):  # noqa: ANN001 - pydantic's serializer protocol
+        """The resolved recipe (recipe.toml, manifests) leaves out the defaults of keys another arch uses;
+        with defaults (manifests, resume checks) it names the tying and FFN width the model is built with."""
         data = handler(self)
-        for key, archs in ARCH_ONLY_KEYS.items():
-            if self.arch not in archs:
+        if not info.exclude_unset and not self.init_from:
+            data["tie_embeddings"] = self.tied
+            data["ffn_dim"] = self.ffn_dim or self.family.default_ffn(self.d_model)
+        for key in arch_only_keys():
+            if key not in self.family.arch_keys:
+                data.pop(key, None)
+        for key in ("objective", "mlm", "span", "tie_embeddings", "n_decoder_layers"):
+            if data.get(key) is None:
                 data.pop(key, None)
         return data
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> ModelConfig:
-        shape_keys = sorted(self.model_fields_set - {"init_from"})
+    def _consistent(self) -> ModelConfig:
+        shape_keys = sorted(self.model_fields_set - {"init_from", "arch", "objective", "mlm", "span"})
         if self.init_from and shape_keys:
             raise ValueError(
                 f"model.init_from takes the shape from the checkpoint: leave out model.{', model.'.join(shape_keys)}"
             )
-        for key, archs in ARCH_ONLY_KEYS.items():
+        for key, archs in arch_only_keys().items():
             if key in self.model_fields_set and self.arch not in archs:
                 raise ValueError(
                     f"model.{key} applies to arch = {' or '.join(map(repr, archs))} only, not {self.arch!r}; "
                     f"remove it"
                 )
+        trains = self.family.objective
+        if self.objective is not None and self.objective != trains:
+            users = [a for a in ARCHS if family(a).objective == self.objective]
+            raise ValueError(
+                f"model.objective = {self.objective!r} does not fit arch = {self.arch!r}, which trains with "
+                f"{trains!r}; {self.objective!r} needs arch = {' or '.join(map(repr, users))}"
+            )
+        for table, objective in (("mlm", "mlm"), ("span", "span-corruption")):
+            if getattr(self, table) is not None and self.training_objective != objective:
+                raise ValueError(
+                    f"[model.{table}] configures objective {objective!r}; this model trains with "
+                    f"{self.training_objective!r}: remove the table"
+                )
+        if not self.tied and not self.family.untied_allowed:
+            raise ValueError(f"model.tie_embeddings = false: arch {self.arch!r} has a tied output layer only")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.n_heads = {self.n_heads} must divide model.d_model = {self.d_model}")
         kv = self.n_kv_heads or self.n_heads
         if self.n_heads % kv:
             raise ValueError(f"model.n_kv_heads = {kv} must divide model.n_heads = {self.n_heads}")
         return self
+
+
+def arch_only_keys() -> dict[str, tuple[str, ...]]:
+    """Recipe keys some families take only → those families (from each family's `arch_keys`)."""
+    keys: dict[str, list[str]] = {}
+    for arch in ARCHS:
+        for key in family(arch).arch_keys:
+            keys.setdefault(key, []).append(arch)
+    return {k: tuple(v) for k, v in keys.items()}
 
 
 class SpikeGuardConfig(_FiniteTable):

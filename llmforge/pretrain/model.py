@@ -1,4 +1,4 @@
-"""Build the decoder from a transformers config, initialise it, and count its parameters and FLOPs."""
+"""Build the model of `[model]` from its family in the registry (llmforge/archs), initialise it, and size it."""
 
 from __future__ import annotations
 
@@ -6,100 +6,109 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmforge.pretrain.config import ModelConfig
+from llmforge.archs import Shape, family, family_of_model_type
+from llmforge.pretrain.config import ModelConfig, arch_only_keys
 
 if TYPE_CHECKING:
     import torch
 
-# Output projections that write into the residual stream, per transformers model type.
-RESIDUAL_PROJECTIONS = {
-    "llama": ("self_attn.o_proj", "mlp.down_proj"),
-    "gpt_neox": ("attention.dense", "mlp.dense_4h_to_h"),
-    "gpt2": ("attn.c_proj", "mlp.c_proj"),
-}
+
+def shape_of(cfg: ModelConfig, vocab_size: int, seq_len: int, target_len: int | None = None) -> Shape:
+    """The registry's shape of a `[model]` table trained at `seq_len` (t5: `target_len` decoder tokens)."""
+    return Shape(
+        arch=cfg.arch,
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        tied=cfg.tied,
+        n_kv_heads=cfg.n_kv_heads,
+        ffn_dim=cfg.ffn_dim,
+        context=cfg.max_seq_len,
+        n_decoder_layers=cfg.n_decoder_layers,
+        target_len=target_len,
+        relative_attention_buckets=cfg.relative_attention_buckets
+        if fam_takes(cfg, "relative_attention_buckets")
+        else None,
+    )
 
 
-def llama_ffn_dim(d_model: int, multiple_of: int = 64) -> int:
-    """SwiGLU hidden size 2/3·4d rounded up (Touvron et al. 2023, LLaMA §2.2; Shazeer 2020)."""
-    hidden = int(2 * 4 * d_model / 3)
-    return multiple_of * math.ceil(hidden / multiple_of)
+def shape_of_config(config: Any, seq_len: int, target_len: int | None = None, *, tied: bool) -> Shape:
+    """The registry's shape of a built model's transformers config (an `init_from` checkpoint's too); `tied`:
+    whether its head shares the input embedding (T5's config says so even for v1.1's untied head)."""
+    fam = family_of_model_type(config.model_type)
+    ffn = config.n_inner if config.model_type == "gpt2" else None
+    ffn = ffn or getattr(config, "intermediate_size", None) or getattr(config, "d_ff", None)
+    takes = fam.arch_keys
+    return Shape(
+        arch=fam.name,
+        n_layers=config.num_hidden_layers,
+        d_model=config.hidden_size,
+        n_heads=config.num_attention_heads,
+        vocab_size=config.vocab_size,
+        seq_len=seq_len,
+        tied=tied,
+        n_kv_heads=getattr(config, "num_key_value_heads", None) if "n_kv_heads" in takes else None,
+        ffn_dim=ffn,
+        context=getattr(config, "max_position_embeddings", None),
+        n_decoder_layers=getattr(config, "num_decoder_layers", None) if "n_decoder_layers" in takes else None,
+        target_len=target_len if fam.encoder_decoder else None,
+        relative_attention_buckets=(
+            getattr(config, "relative_attention_num_buckets", None)
+            if "relative_attention_buckets" in takes
+            else None
+        ),
+    )
 
 
-def hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int) -> Any:
-    """The transformers config for `cfg` (SDPA attention; the KV cache stays on for generation, training
-    passes use_cache=False)."""
-    common = dict(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id)
-    if cfg.arch == "llama":
-        from transformers import LlamaConfig
-
-        config = LlamaConfig(
-            hidden_size=cfg.d_model,
-            num_hidden_layers=cfg.n_layers,
-            num_attention_heads=cfg.n_heads,
-            num_key_value_heads=cfg.n_kv_heads or cfg.n_heads,
-            intermediate_size=cfg.ffn_dim or llama_ffn_dim(cfg.d_model),
-            max_position_embeddings=cfg.max_seq_len,
-            tie_word_embeddings=cfg.tie_embeddings,
-            initializer_range=cfg.init_std,
-            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-            **common,
-        )
-    elif cfg.arch == "gpt-neox":
-        from transformers import GPTNeoXConfig
-
-        config = GPTNeoXConfig(
-            hidden_size=cfg.d_model,
-            num_hidden_layers=cfg.n_layers,
-            num_attention_heads=cfg.n_heads,
-            intermediate_size=cfg.ffn_dim or 4 * cfg.d_model,
-            max_position_embeddings=cfg.max_seq_len,
-            tie_word_embeddings=cfg.tie_embeddings,
-            use_parallel_residual=True,
-            initializer_range=cfg.init_std,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": cfg.rope_theta,
-                "partial_rotary_factor": cfg.rotary_pct,
-            },
-            **common,
-        )
-    else:
-        from transformers import GPT2Config
-
-        config = GPT2Config(
-            n_embd=cfg.d_model,
-            n_layer=cfg.n_layers,
-            n_head=cfg.n_heads,
-            n_inner=cfg.ffn_dim or 4 * cfg.d_model,
-            n_positions=cfg.max_seq_len,
-            tie_word_embeddings=cfg.tie_embeddings,
-            initializer_range=cfg.init_std,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            **common,
-        )
-    config._attn_implementation = "sdpa"
-    return config
+def fam_takes(cfg: ModelConfig, key: str) -> bool:
+    return key in cfg.family.arch_keys
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int, seed: int) -> torch.nn.Module:
-    """A freshly initialised causal LM, identical on every rank for the same seed."""
+def options_of(cfg: ModelConfig) -> dict[str, Any]:
+    """The arch-only recipe values this family takes (rope_theta, rotary_pct, ...)."""
+    return {key: getattr(cfg, key) for key in arch_only_keys() if key in cfg.family.arch_keys}
+
+
+def build_model(
+    cfg: ModelConfig, vocab_size: int, eos_id: int, seed: int, *, pad_id: int | None = None
+) -> torch.nn.Module:
+    """A freshly initialised model of `cfg`'s family, identical on every rank for the same seed. BOS is EOS
+    (checkpoint.py); PAD defaults to EOS."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    fam = family(cfg.arch)
+    config = fam.hf_config(
+        shape_of(cfg, vocab_size, cfg.max_seq_len),
+        bos_id=eos_id,
+        eos_id=eos_id,
+        pad_id=eos_id if pad_id is None else pad_id,
+        init_std=cfg.init_std,
+        options=options_of(cfg),
+    )
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(hf_config(cfg, vocab_size, eos_id), attn_implementation="sdpa")
-    init_weights(model, cfg.init_std)
+    model = fam.build(config, attn_implementation="sdpa")
+    init_weights(model, cfg.init_std, fam.residual_projections, layers_of(config))
     return model
 
 
 def load_model(path: str) -> torch.nn.Module:
-    """A causal LM from a local Hugging Face directory (continued pretraining), in fp32 with SDPA."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    """A model from a local Hugging Face directory (continued pretraining), in fp32 with SDPA."""
+    import json
+    from pathlib import Path
 
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    import torch
+    import transformers
+
+    model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type", "")
+    auto = getattr(transformers, family_of_model_type(model_type).auto_class)
+    return auto.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+
+
+def layers_of(config: Any) -> int:
+    """Residual blocks a signal passes (encoder plus decoder for encoder–decoders)."""
+    return config.num_hidden_layers + (getattr(config, "num_decoder_layers", 0) or 0)
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
@@ -111,13 +120,11 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def init_weights(model: torch.nn.Module, std: float) -> None:
+def init_weights(model: torch.nn.Module, std: float, residual: tuple[str, ...], n_layers: int) -> None:
     """N(0, std) for matrices and embeddings, std/√(2L) for residual output projections (Radford et al.
     2019, GPT-2 §2.3; Shoeybi et al. 2019, Megatron-LM §3), ones/zeros for norms and biases."""
     import torch
 
-    n_layers = model.config.num_hidden_layers
-    residual = RESIDUAL_PROJECTIONS[model.config.model_type]
     with torch.no_grad():
         for name, module in model.named_modules():
             weight = getattr(module, "weight", None)
@@ -143,27 +150,16 @@ class ModelSize:
     flops_per_token: float
 
 
-def model_size(model: torch.nn.Module, seq_len: int) -> ModelSize:
-    """Parameter counts and training FLOPs per token.
-
-    FLOPs/token = 6·(weights of every matmul, output head included, embedding lookups excluded)
-    + 6·2·L·d_attn·T for the attention scores and weighted sum (Chowdhery et al. 2022, PaLM App. B:
-    6N + 12·L·H·Q·T; the causal mask is not discounted, as there).
-    Non-embedding parameters leave out token and position embeddings and an untied output head
-    (Kaplan et al. 2020 §2.1).
-    """
-    config = model.config
-    params = sum(p.numel() for p in model.parameters())
-    embeddings = model.get_input_embeddings().weight.numel()
-    positions = model.transformer.wpe.weight.numel() if config.model_type == "gpt2" else 0
-    head = model.get_output_embeddings().weight
-    untied_head = 0 if config.tie_word_embeddings else head.numel()
-    matmul_params = params - embeddings - positions + (head.numel() if config.tie_word_embeddings else 0)
-    matmul_params -= sum(p.numel() for n, p in model.named_parameters() if p.dim() == 1)
-    d_attn = config.num_attention_heads * (config.hidden_size // config.num_attention_heads)
-    attention = 12 * config.num_hidden_layers * d_attn * seq_len
+def model_size(model: torch.nn.Module, seq_len: int, target_len: int | None = None) -> ModelSize:
+    """Parameter counts and training FLOPs per (encoder input) token, from the family's formulas
+    (llmforge/archs: 6·N + attention, PaLM App. B). MFU counts matrix products only (`matmul`: norm gains and
+    biases left out, what a FLOP counter measures); `params` is counted on the built model."""
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    shape = shape_of_config(model.config, seq_len, target_len, tied=tied)
+    fam = family(shape.arch)
+    counts = fam.param_counts(shape)
     return ModelSize(
-        params=params,
-        non_embedding_params=params - embeddings - positions - untied_head,
-        flops_per_token=float(6 * matmul_params + attention),
+        params=sum(p.numel() for p in model.parameters()),
+        non_embedding_params=counts["non_embedding"],
+        flops_per_token=float(fam.flops_per_token(shape)["matmul"]),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from llmforge.archs import family_of_model_type
 from llmforge.console import UserError
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ _PRECISION_DTYPES = {"bf16-mixed": "bfloat16", "fp16-mixed": "float16"}
 
 
 def shard_model(model: torch.nn.Module, *, full_shard: bool, precision: str, device: Any) -> torch.nn.Module:
-    """Shard every decoder block (one all-gather each in forward and backward), then the root
+    """Shard every transformer block (the family's `layer_classes`, llmforge/archs) (one all-gather each in forward and backward), then the root
     (embeddings, final norm, head), over all processes.
 
     full_shard=True frees gathered parameters after forward (ZeRO-3); False keeps them until backward
@@ -45,13 +46,12 @@ def shard_model(model: torch.nn.Module, *, full_shard: bool, precision: str, dev
         param_dtype=getattr(torch, dtype) if dtype else None,
         reduce_dtype=torch.float32 if dtype else None,
     )
-    block_types = tuple(
-        type(m)
-        for m in model.modules()
-        if type(m).__name__ in set(getattr(model, "_no_split_modules", None) or ())
-    )
+    names = set(family_of_model_type(model.config.model_type).layer_classes)
+    block_types = tuple({type(m) for m in model.modules() if type(m).__name__ in names})
     if not block_types:
-        raise RuntimeError(f"{type(model).__name__}: no decoder blocks found to shard (_no_split_modules)")
+        raise RuntimeError(
+            f"{type(model).__name__}: none of its blocks ({', '.join(sorted(names))}) found to shard"
+        )
     for module in model.modules():
         if isinstance(module, block_types):
             fully_shard(module, mesh=mesh, reshard_after_forward=full_shard, mp_policy=mp)
@@ -62,31 +62,3 @@ def shard_model(model: torch.nn.Module, *, full_shard: bool, precision: str, dev
 def local_numel(model: torch.nn.Module) -> int:
     """Parameter elements held by this process (a shard of each under FSDP, all of them otherwise)."""
     return sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
-
-
-def full_state(model: torch.nn.Module, optimizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Unsharded model and optimizer state dicts on CPU (a collective: call on every rank)."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-        get_optimizer_state_dict,
-    )
-
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=options), get_optimizer_state_dict(
-        model, optimizer, options=options
-    )
-
-
-def load_full_optimizer_state(model: torch.nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
-    """Load a full (unsharded, FQN-keyed) optimizer state into a sharded optimizer, on every rank."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
-
-
-def load_full_model_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Load full (unsharded) weights into a sharded model, on every rank."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))

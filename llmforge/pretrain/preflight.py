@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmforge.archs import family, family_of_model_type
 from llmforge.artifacts import CHECKPOINTS_DIR, read_manifest, require
 from llmforge.artifacts.tokens import validate_tokens
 from llmforge.console import UserError, warn
 from llmforge.pretrain.checkpoint import (
+    SHARDS_DIR,
     STATE_DIR,
     SpecialTokens,
     list_checkpoints,
@@ -26,7 +28,8 @@ from llmforge.pretrain.checkpoint import (
 )
 from llmforge.pretrain.config import ModelConfig, TrainConfig
 from llmforge.pretrain.launch import check_launcher
-from llmforge.pretrain.model import llama_ffn_dim
+from llmforge.pretrain.model import shape_of
+from llmforge.pretrain.objective import make_objective
 from llmforge.pretrain.schedule import lr_at
 from llmforge.recipe import Recipe
 
@@ -58,16 +61,20 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
         )
     require(tokens, "tokens")
     index = validate_tokens(tokens)
+    need = window_tokens(model, train.seq_len)
+    what = {"clm": "train.seq_len+1", "mlm": "train.seq_len"}.get(
+        model.training_objective, "the raw tokens span corruption turns into train.seq_len"
+    )
     for split in ("train", "val"):
         info = index["splits"].get(split)
-        if not info or info.get("tokens", 0) < train.seq_len + 1:
+        if not info or info.get("tokens", 0) < need:
             have = info.get("tokens", 0) if info else 0
             raise UserError(
-                f"{tokens}: split '{split}' has {have} tokens, fewer than one window of train.seq_len+1 = "
-                f"{train.seq_len + 1}; lower train.seq_len or tokenize more data"
+                f"{tokens}: split '{split}' has {have} tokens, fewer than one window of {what} = "
+                f"{need}; lower train.seq_len or tokenize more data"
             )
     data_vocab = int(index["vocab_size"])
-    init_config = _init_config(model.init_from) if model.init_from else None
+    init_config = _init_config(model.init_from, model.arch) if model.init_from else None
     vocab = _model_vocab(model.vocab_size, init_config, data_vocab)
     context = init_config.get("max_position_embeddings") if init_config else model.max_seq_len
     if context is not None and train.seq_len > context:
@@ -87,6 +94,9 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
     if model.init_from:
         _check_same_tokenizer(Path(model.init_from), tokenizer_dir)
     _check_memory(model, train, vocab, world_size, cuda)
+    specials = SpecialTokens.from_tokenizer(tokenizer_dir, int(index["eos_id"]))
+    # The objective refuses what it cannot train with (no mask token, too few sentinels) before any work.
+    make_objective(model, train.seq_len, index=index, tokenizer_dir=tokenizer_dir, pad_id=specials.pad_id)
     resume_from = _resume_point(recipe, tokens, resume)
     check_writable(recipe.run_dir)
     return Inputs(
@@ -97,7 +107,7 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
         tokenizer_dir=tokenizer_dir,
         resume_from=resume_from,
         world_size=world_size,
-        specials=SpecialTokens.from_tokenizer(tokenizer_dir, int(index["eos_id"])),
+        specials=specials,
     )
 
 
@@ -124,22 +134,28 @@ def check_writable(run_dir: Path) -> None:
 
 
 def estimate_params(model: ModelConfig, vocab: int) -> int:
-    """Parameters of the model `[model]` describes (matrices, biases, norms, embeddings), without torch."""
+    """Parameters of the model `[model]` describes, from its family's formula (llmforge/archs), without torch."""
     if model.init_from:
         header = _init_weights_header(Path(model.init_from))
         return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
-    d, heads = model.d_model, model.n_heads
-    head_dim, kv = d // heads, model.n_kv_heads or heads
-    if model.arch == "llama":
-        ffn = model.ffn_dim or llama_ffn_dim(d)
-        layer = 2 * d * heads * head_dim + 2 * d * kv * head_dim + 3 * d * ffn + 2 * d
-    else:  # gpt-neox, gpt2: biased projections, two LayerNorms
-        ffn = model.ffn_dim or 4 * d
-        layer = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d
-    embeddings = vocab * d * (1 if model.tie_embeddings else 2)
-    positions = model.max_seq_len * d if model.arch == "gpt2" else 0
-    final_norm = d if model.arch == "llama" else 2 * d  # RMSNorm gain; LayerNorm gain and bias
-    return model.n_layers * layer + embeddings + positions + final_norm
+    return family(model.arch).param_counts(shape_of(model, vocab, model.max_seq_len))["total"]
+
+
+def window_tokens(model: ModelConfig, seq_len: int) -> int:
+    """Tokens of a split one training example reads: seq_len + 1 for next-token prediction (the shifted
+    targets), seq_len for masked LM, the raw length that corrupts to seq_len encoder tokens for t5."""
+    objective = model.training_objective
+    if objective == "clm":
+        return seq_len + 1
+    if objective == "mlm":
+        return seq_len
+    from llmforge.objectives.span_corruption import SpanCorruption
+
+    span = model.corruption
+    try:
+        return SpanCorruption(span.noise_density, span.mean_span_length).lengths(seq_len)[0]
+    except ValueError as e:
+        raise UserError(f"[model.span] with train.seq_len = {seq_len}: {e}") from None
 
 
 def _init_weights_header(init_from: Path) -> dict[str, Any]:
@@ -159,10 +175,16 @@ def _check_memory(model: ModelConfig, train: TrainConfig, vocab: int, world_size
     have, where = _memory_per_process(cuda)
     if need > have:
         raise UserError(
-            f"the model ({params / 1e9:.3g}B parameters) needs {need / 1e9:.3g} GB per process for weights, "
-            f"gradients and AdamW state, this machine has {have / 1e9:.3g} GB {where}; lower model.vocab_size, "
+            f"the model ({params / 1e9:.3g}B parameters) needs {_gb(need)} GB per process for weights, "
+            f"gradients and AdamW state, this machine has {_gb(have)} GB {where}; lower model.vocab_size, "
             f"model.d_model or model.n_layers, or shard it (train.distributed.strategy = 'fsdp' over more GPUs)"
         )
+
+
+def _gb(n_bytes: float) -> str:
+    """Gigabytes to 3 significant digits, without an exponent (1,070 GB, not 1.07e+03)."""
+    gb = n_bytes / 1e9
+    return f"{gb:.3g}" if gb < 1000 else f"{gb:.0f}"
 
 
 def _memory_per_process(cuda: bool) -> tuple[float, str]:
@@ -190,7 +212,7 @@ def _model_vocab(configured: int | None, init_config: dict[str, Any] | None, dat
     return vocab
 
 
-def _init_config(init_from: str) -> dict[str, Any]:
+def _init_config(init_from: str, arch: str) -> dict[str, Any]:
     path = Path(init_from)
     if not (path / "config.json").is_file():
         raise UserError(
@@ -204,7 +226,20 @@ def _init_config(init_from: str) -> dict[str, Any]:
             raise UserError(
                 f"model.init_from: {file}: {problem}; restore it or start from another checkpoint"
             )
-    return json.loads((path / "config.json").read_text())
+    config = json.loads((path / "config.json").read_text())
+    try:
+        theirs = family_of_model_type(config.get("model_type", "")).name
+    except UserError:
+        raise UserError(
+            f"model.init_from = {init_from!r}: its model_type {config.get('model_type')!r} is no family "
+            f"llmforge builds (llmforge/archs)"
+        ) from None
+    if theirs != arch:
+        raise UserError(
+            f"model.init_from = {init_from!r} is a {theirs} model: set model.arch = {theirs!r} (it picks the "
+            f"objective), not {arch!r}"
+        )
+    return config
 
 
 def _check_device(train: Any, cuda: bool) -> None:
@@ -289,9 +324,14 @@ def _resume_point(recipe: Recipe, tokens: Path, resume: bool) -> Path | None:
         aside = f"; set it aside as {set_aside(path).name}" if rank0 else ""
         warn(f"{path} is damaged ({problem}); falling back to the previous checkpoint{aside}")
     saved = read_manifest(latest).get("recipe", {})
-    if saved.get("model") != recipe.to_dict().get("model"):
+    saved_model, model_now = saved.get("model") or {}, recipe.to_dict().get("model") or {}
+    if saved_model != model_now:
+        changed = sorted(
+            k for k in saved_model.keys() | model_now.keys() if saved_model.get(k) != model_now.get(k)
+        )
+        diff = "; ".join(f"model.{k}: {saved_model.get(k)!r} then, {model_now.get(k)!r} now" for k in changed)
         raise UserError(
-            f"{latest}: was trained with a different [model] table; restore it, or start a new run "
+            f"{latest}: was trained with a different [model] table ({diff}); restore it, or start a new run "
             f"(another run.name, or remove {checkpoints})"
         )
     if saved.get("train", {}).get("seq_len") != recipe.table("train").seq_len:
@@ -303,19 +343,51 @@ def _resume_point(recipe: Recipe, tokens: Path, resume: bool) -> Path | None:
 
 def checkpoint_problem(path: Path) -> str | None:
     """What makes a checkpoint unusable for resuming (weights or trainer state missing or cut short)."""
-    weights = path / "model.safetensors"
+    shards = path / STATE_DIR / SHARDS_DIR
+    if shards.is_dir():
+        problem = _shards_problem(path, shards)
+    else:
+        problem = _weights_problem(path / "model.safetensors")
+    if problem:
+        return problem
+    names = ("rng.pt", "state.json") if shards.is_dir() else ("optimizer.pt", "rng.pt", "state.json")
+    for name in names:
+        file = path / STATE_DIR / name
+        if not file.is_file() or file.stat().st_size == 0:
+            return f"{STATE_DIR}/{name} is missing or empty"
+    return None
+
+
+def _weights_problem(weights: Path) -> str | None:
     if not weights.is_file():
         return "no model.safetensors"
     try:
         problem = safetensors_problem(weights)
     except OSError as e:  # e.g. set aside by rank 0 while this rank read it
         problem = f"unreadable ({e.strerror})"
-    if problem:
-        return f"model.safetensors: {problem}"
-    for name in ("optimizer.pt", "rng.pt", "state.json"):
-        file = path / STATE_DIR / name
-        if not file.is_file() or file.stat().st_size == 0:
-            return f"{STATE_DIR}/{name} is missing or empty"
+    return f"model.safetensors: {problem}" if problem else None
+
+
+def _shards_problem(path: Path, shards: Path) -> str | None:
+    """Sharded state (torch.distributed.checkpoint) has no checksum of its own: every shard file the
+    checkpoint's manifest lists must be there with the size it recorded."""
+    try:
+        recorded = read_manifest(path).get("files", {})
+    except UserError as e:
+        return str(e)
+    prefix = f"{STATE_DIR}/{SHARDS_DIR}/"
+    expected = {name: size for name, size in recorded.items() if name.startswith(prefix)}
+    if f"{prefix}.metadata" not in expected:
+        return f"its manifest lists no {prefix}.metadata"
+    for name, size in sorted(expected.items()):
+        try:
+            have = (path / name).stat().st_size
+        except OSError as e:
+            return f"{name}: {e.strerror.lower()}"
+        if have != size:
+            return f"{name}: {have} bytes where the manifest records {size} (truncated or corrupted)"
+    if (path / "model.safetensors").is_file():
+        return _weights_problem(path / "model.safetensors")
     return None
 
 

@@ -71,6 +71,7 @@ def _results(
 
     state, size, train = outcome.state, outcome.size, recipe.table("train")
     return {
+        "objective": outcome.objective,
         "final_val_loss": state.val_loss,
         "unigram_entropy": unigram_entropy(TokenShards(tokens, "train"), vocab_size),
         "params": size.params,

@@ -7,6 +7,12 @@ Pipelines:
 - unigram: SentencePiece's unigram LM (Kudo 2018, §3) with byte fallback: characters outside the
   vocabulary become `<0xNN>` byte pieces instead of the unknown token.
 - char / word: one token per character / per word, whitespace run or punctuation run (the rest → unk).
+
+Sentinels (`special_tokens.sentinels` = N > 0, for span corruption): the trainer learns vocab_size - N
+pieces and `finish` adds `<extra_id_N-1>` … `<extra_id_0>` as special tokens above them, so `<extra_id_0>`
+has the highest id (T5's order) and the total stays vocab_size. A trainer that learns fewer pieces than
+asked (char and word stop at the distinct symbols of the sample; a small sample can stop bpe early too)
+leaves the sentinels right after its vocabulary: they always hold the highest ids, not always vocab_size - 1.
 """
 
 from __future__ import annotations
@@ -27,30 +33,29 @@ BYTE_FALLBACK_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 
 
 def special_token_list(cfg: TokenizerConfig) -> list[str]:
+    """The special tokens that take the first ids, in order (the sentinels, at the top, are not in it)."""
     st = cfg.special_tokens
     tokens = [st.bos, st.eos, st.pad, st.unk, st.mask, *(st.role_token(r) for r in st.chat_roles)]
-    duplicates = {t for t in tokens if tokens.count(t) > 1}
+    named = tokens + st.sentinel_tokens()
+    duplicates = {t for t in named if named.count(t) > 1}
     if duplicates:
         raise UserError(f"tokenizer.special_tokens: {', '.join(sorted(duplicates))} named twice")
     return tokens
 
 
 def min_vocab_size(cfg: TokenizerConfig) -> int:
-    """The smallest vocabulary the algorithm can hold: special tokens plus the fixed base alphabet."""
+    """The smallest vocabulary the algorithm can hold: special tokens, sentinels and the base alphabet."""
     base = {"bpe": 256, "unigram": 256 + 1, "wordpiece": 1, "char": 1, "word": 1}[cfg.algorithm]
-    return len(special_token_list(cfg)) + base
+    return len(special_token_list(cfg)) + cfg.special_tokens.sentinels + base
 
 
 def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
     """(untrained Tokenizer, trainer) for `cfg`; UserError when vocab_size cannot hold the alphabet."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    if cfg.vocab_size < min_vocab_size(cfg):
-        raise UserError(
-            f"tokenizer.vocab_size: {cfg.vocab_size} is smaller than the {min_vocab_size(cfg)} tokens that "
-            f"{cfg.algorithm} needs for its special tokens and base alphabet"
-        )
+    _check_vocab_size(cfg)
     specials = special_token_list(cfg)
+    learned_size = cfg.vocab_size - cfg.special_tokens.sentinels
     unk = cfg.special_tokens.unk
     algo = cfg.algorithm
     if algo == "bpe":
@@ -59,7 +64,7 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
         tok.decoder = decoders.ByteLevel()
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
         trainer = trainers.BpeTrainer(
-            vocab_size=cfg.vocab_size,
+            vocab_size=learned_size,
             min_frequency=cfg.min_count,
             special_tokens=specials,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -70,7 +75,7 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
         tok.pre_tokenizer = _with_digits(cfg, pre_tokenizers.BertPreTokenizer())
         tok.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(
-            vocab_size=cfg.vocab_size,
+            vocab_size=learned_size,
             min_frequency=cfg.min_count,
             special_tokens=specials,
             show_progress=False,
@@ -80,7 +85,7 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
         tok.pre_tokenizer = _with_digits(cfg, pre_tokenizers.Metaspace())
         tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
         trainer = trainers.UnigramTrainer(
-            vocab_size=cfg.vocab_size - len(BYTE_FALLBACK_PIECES),
+            vocab_size=learned_size - len(BYTE_FALLBACK_PIECES),
             special_tokens=specials,
             unk_token=unk,
             show_progress=False,
@@ -93,7 +98,7 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
         tok.pre_tokenizer = _with_digits(cfg, pre_tokenizers.Split(Regex(pattern), behavior="isolated"))
         tok.decoder = decoders.Fuse()
         trainer = trainers.WordLevelTrainer(
-            vocab_size=cfg.vocab_size,
+            vocab_size=learned_size,
             min_frequency=cfg.min_count,
             special_tokens=specials,
             show_progress=False,
@@ -102,10 +107,55 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
     return tok, trainer
 
 
+def _check_vocab_size(cfg: TokenizerConfig) -> None:
+    """UserError naming the key to change when vocab_size cannot hold the specials, sentinels and alphabet."""
+    needed = min_vocab_size(cfg)
+    sentinels = cfg.special_tokens.sentinels
+    if cfg.vocab_size >= needed:
+        return
+    if sentinels and cfg.vocab_size >= needed - sentinels:
+        raise UserError(
+            f"tokenizer.special_tokens.sentinels: {sentinels} sentinels do not fit tokenizer.vocab_size "
+            f"{cfg.vocab_size} next to the {needed - sentinels} tokens that {cfg.algorithm} needs for its "
+            f"special tokens and base alphabet: at most {cfg.vocab_size - needed + sentinels} fit"
+        )
+    what = f"special tokens, {sentinels} sentinels" if sentinels else "special tokens"
+    raise UserError(
+        f"tokenizer.vocab_size: {cfg.vocab_size} is smaller than the {needed} tokens that "
+        f"{cfg.algorithm} needs for its {what} and base alphabet"
+    )
+
+
 def finish(tok: Any, cfg: TokenizerConfig) -> Any:
-    """Post-training fix-ups: unigram gets its 256 byte-fallback pieces (the trainer has no such option)."""
-    if cfg.algorithm != "unigram":
+    """Post-training fix-ups: unigram gets its 256 byte-fallback pieces (the trainer has no such option),
+    then the sentinels go on top of every algorithm's vocabulary."""
+    if cfg.algorithm == "unigram":
+        tok = _with_byte_fallback(tok)
+    return _with_sentinels(tok, cfg)
+
+
+def _with_sentinels(tok: Any, cfg: TokenizerConfig) -> Any:
+    """Add the sentinels as special tokens (never split, never merged) above every learned id, in reverse
+    so that `<extra_id_0>` gets the highest id."""
+    names = cfg.special_tokens.sentinel_tokens()
+    if not names:
         return tok
+    from tokenizers import AddedToken
+
+    # A name already in the vocabulary would keep its id instead of taking one at the top. The trainers do
+    # not learn such pieces even from data full of "<extra_id_0>" (tried), yet ids must not silently move.
+    learned = tok.get_vocab(with_added_tokens=True)
+    for name in names:
+        if name in learned:
+            raise UserError(
+                f"tokenizer.special_tokens.sentinels: {name} is already a token of the trained vocabulary "
+                f"(id {learned[name]}), so it cannot take an id at the top"
+            )
+    tok.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in reversed(names)])
+    return tok
+
+
+def _with_byte_fallback(tok: Any) -> Any:
     import json
 
     from tokenizers import Tokenizer

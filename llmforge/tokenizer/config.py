@@ -17,6 +17,8 @@ from llmforge.recipe_base import Table
 # Above every released vocabulary (Gemma 3: 262,144) and far below what a uint32 token id holds; the HF
 # trainers allocate per requested entry, so 1e9 aborts the process in Rust instead of failing politely.
 MAX_VOCAB_SIZE = 1 << 20
+# T5 reserves 100; a span-corruption example needs one per noise span, far fewer than 1000 in any context.
+MAX_SENTINELS = 1000
 
 Algorithm = Literal["bpe", "wordpiece", "unigram", "char", "word"]
 ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
@@ -39,7 +41,11 @@ class SpecialTokens(Table):
     `bos` names a reserved token (id 0, kept so ids do not shift) that is *not* the tokenizer's declared
     `bos_token`: training data separates documents with EOS and never holds a BOS, so the declared
     bos_token is `eos` (the GPT-2 convention) and anything that prefixes a sequence with "bos" (lm-eval's
-    rolling log-likelihood) uses the token training saw before every document."""
+    rolling log-likelihood) uses the token training saw before every document.
+
+    `sentinels` reserves N tokens `<extra_id_0>` … `<extra_id_{N-1}>` for span corruption (Raffel et al.
+    2020, §3.1.4) at the top of the vocabulary in the order of T5's released vocabulary: `<extra_id_0>` has
+    the highest id (32099 of 32100 there), `<extra_id_1>` the next lower, …"""
 
     bos: str = "<|bos|>"
     eos: str = "<|eos|>"
@@ -47,9 +53,18 @@ class SpecialTokens(Table):
     unk: str = "<|unk|>"
     mask: str = "<|mask|>"
     chat_roles: list[str] = Field(default_factory=lambda: ["system", "user", "assistant"])
+    sentinels: int = Field(0, ge=0, le=MAX_SENTINELS)
 
     def role_token(self, role: str) -> str:
         return f"<|{role}|>"
+
+    def sentinel_tokens(self) -> list[str]:
+        """`<extra_id_k>` for k = 0 … sentinels - 1 (k-th sentinel first)."""
+        return [sentinel_token(k) for k in range(self.sentinels)]
+
+
+def sentinel_token(k: int) -> str:
+    return f"<extra_id_{k}>"
 
 
 class TokenizerConfig(Table):

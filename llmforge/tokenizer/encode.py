@@ -28,6 +28,7 @@ from llmforge.artifacts import atomic_dir, require, write_json, write_manifest
 from llmforge.artifacts.dataset import dataset_files, iter_shard
 from llmforge.artifacts.tokens import FORMAT_VERSION, INDEX, SPLITS, dtype_for_vocab
 from llmforge.console import UserError, progress, rate_text, warn
+from llmforge.tokenizer.config import sentinel_token
 from llmforge.tokenizer.split import is_val, split_record
 
 BATCH_DOCS = 512
@@ -51,20 +52,30 @@ def load_tokenizer_file(tokenizer: Path) -> Any:
 
 
 def special_ids(tokenizer: Path, tok: Any) -> dict[str, int | None]:
-    """bos/eos/pad ids named in tokenizer_config.json (falling back to special_tokens_map.json)."""
+    """bos/eos/pad/mask ids named in tokenizer_config.json (falling back to special_tokens_map.json)."""
     names: dict[str, Any] = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         f = tokenizer / name
         if f.is_file():
             names.update(json.loads(f.read_text()))
     ids = {}
-    for key in ("bos", "eos", "pad"):
+    for key in ("bos", "eos", "pad", "mask"):
         token = names.get(f"{key}_token")
         if isinstance(token, dict):
             token = token.get("content")
         ids[f"{key}_id"] = tok.token_to_id(token) if isinstance(token, str) else None
     if ids["eos_id"] is None:
         raise UserError(f"{tokenizer}: tokenizer has no eos_token (needed between documents)")
+    return ids
+
+
+def sentinel_ids(tok: Any) -> list[int]:
+    """Ids of the special tokens `<extra_id_0>`, `<extra_id_1>`, … in that order, up to the first k that
+    the tokenizer lacks (T5's span-corruption sentinels; [] for a tokenizer without them)."""
+    special = {added.content: i for i, added in tok.get_added_tokens_decoder().items() if added.special}
+    ids: list[int] = []
+    while sentinel_token(len(ids)) in special:
+        ids.append(special[sentinel_token(len(ids))])
     return ids
 
 
@@ -152,7 +163,7 @@ def encode_dataset(
     data_manifest = require(dataset, "dataset")
     tok_manifest = require(tokenizer, "tokenizer")
     tok = load_tokenizer_file(tokenizer)
-    ids = special_ids(tokenizer, tok)
+    ids: dict[str, Any] = {**special_ids(tokenizer, tok), "sentinel_ids": sentinel_ids(tok)}
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     shards = dataset_files(dataset)
     staging = _staging(

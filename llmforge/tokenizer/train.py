@@ -99,7 +99,8 @@ def save_pretrained(tok: Any, cfg: TokenizerConfig, directory: Path) -> None:
     The declared bos_token is EOS (GPT-2's convention): documents are separated by EOS in the token shards,
     so EOS is what the model saw before every document, and evaluation that prefixes text with the bos
     (lm-eval's rolling log-likelihood) gives the model that context. `<|bos|>` stays in the vocabulary
-    (id 0, so ids do not shift) as a special token."""
+    (id 0, so ids do not shift) as a special token. The chat-role tokens and the sentinels are the
+    additional special tokens, so transformers never splits them and `skip_special_tokens` drops them."""
     from transformers import PreTrainedTokenizerFast
 
     st = cfg.special_tokens
@@ -110,11 +111,11 @@ def save_pretrained(tok: Any, cfg: TokenizerConfig, directory: Path) -> None:
         "unk_token": st.unk,
         "mask_token": st.mask,
     }
-    roles = [st.role_token(r) for r in st.chat_roles]
+    additional = [st.role_token(r) for r in st.chat_roles] + st.sentinel_tokens()
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         **special,
-        additional_special_tokens=roles,
+        additional_special_tokens=additional,
         chat_template=chat_template(cfg),
         clean_up_tokenization_spaces=False,
     )
@@ -122,4 +123,4 @@ def save_pretrained(tok: Any, cfg: TokenizerConfig, directory: Path) -> None:
     # transformers 5 folds this file into tokenizer_config.json; older readers (and people) still look for it.
     smap = directory / "special_tokens_map.json"
     if not smap.exists():
-        smap.write_text(json.dumps({**special, "additional_special_tokens": roles}, indent=2) + "\n")
+        smap.write_text(json.dumps({**special, "additional_special_tokens": additional}, indent=2) + "\n")

@@ -167,6 +167,7 @@ def _print_inspect(path: Path, manifest: dict, tree: dict) -> None:
 
 from llmforge.data.cli import app as data_app  # noqa: E402
 from llmforge.eval.cli import app as eval_app  # noqa: E402
+from llmforge.finetune.cli import app as finetune_app  # noqa: E402
 from llmforge.plan.cli import app as plan_app  # noqa: E402
 from llmforge.pretrain.cli import app as pretrain_app  # noqa: E402
 from llmforge.tokenizer.cli import app as tokenize_app  # noqa: E402
@@ -177,6 +178,7 @@ for _name, _stage in (
     ("tokenize", tokenize_app),
     ("pretrain", pretrain_app),
     ("eval", eval_app),
+    ("finetune", finetune_app),
 ):
     app.add_typer(_stage, name=_name)
 

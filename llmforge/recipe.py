@@ -54,6 +54,7 @@ class RunConfig(Table):
 # pydantic models only.
 from llmforge.data.config import DataConfig  # noqa: E402
 from llmforge.eval.config import EvalConfig  # noqa: E402
+from llmforge.finetune.config import FinetuneConfig  # noqa: E402
 from llmforge.plan.config import PlanConfig  # noqa: E402
 from llmforge.pretrain.config import ModelConfig, TrainConfig  # noqa: E402
 from llmforge.tokenizer.config import TokenizerConfig  # noqa: E402
@@ -67,6 +68,7 @@ class Recipe(Table):
     model: ModelConfig | None = None
     train: TrainConfig | None = None
     eval: EvalConfig | None = None
+    finetune: FinetuneConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

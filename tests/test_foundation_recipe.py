@@ -69,7 +69,8 @@ def test_out_of_range_and_literal(tmp_path):
         load_recipe(p)
     p = write(tmp_path, '[model]\narch = "mamba"\n')
     with pytest.raises(
-        UserError, match=r"model\.arch = \"mamba\": expected one of 'gpt2', 'llama', 'gpt-neox', 'bert' or 't5'"
+        UserError,
+        match=r"model\.arch = \"mamba\": expected one of 'gpt2', 'llama', 'gpt-neox', 'bert' or 't5'",
     ):
         load_recipe(p)
 

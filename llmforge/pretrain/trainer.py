@@ -16,12 +16,13 @@ from typing import Any
 
 from llmforge.artifacts import CHECKPOINTS_DIR
 from llmforge.artifacts.tokens import TokenShards
-from llmforge.console import info, progress, rate_text, warn
+from llmforge.console import info, progress, rate_text
 from llmforge.objectives.base import TRAIN_STREAM, VAL_STREAM, Batch, RowLosses, window_seeds
 from llmforge.pretrain.checkpoint import TrainState, set_rng_state
 from llmforge.pretrain.checkpointer import Checkpointer
 from llmforge.pretrain.launch import StopSignal
-from llmforge.pretrain.metrics import MetricsLog, Peak, device_peak, peak_memory_bytes, tracker_config
+from llmforge.pretrain.logbook import METRICS_FILE, Logbook
+from llmforge.pretrain.metrics import Peak
 from llmforge.pretrain.model import (
     ModelSize,
     build_model,
@@ -36,7 +37,7 @@ from llmforge.pretrain.spike import SpikeGuard
 from llmforge.pretrain.strategy import make_strategy
 from llmforge.recipe import Recipe
 
-METRICS_FILE = "metrics.jsonl"
+__all__ = ["METRICS_FILE", "Outcome", "pretrain"]
 
 
 @dataclass
@@ -51,27 +52,6 @@ class Outcome:
     peak: Peak | None = None  # the per-device peak FLOP/s behind `mfu`
     local_params: int = 0  # parameter elements on rank 0 (a shard under FSDP)
     objective: str = "clm"
-
-
-@dataclass
-class _Meter:
-    """Tokens and compute seconds of this process's run, and of the window since the last log line."""
-
-    run_tokens: int = 0
-    run_time: float = 0.0
-    window_tokens: int = 0
-    window_time: float = 0.0
-
-    def add(self, tokens: int, seconds: float) -> None:
-        self.run_tokens += tokens
-        self.run_time += seconds
-        self.window_tokens += tokens
-        self.window_time += seconds
-
-    def take_window(self) -> tuple[int, float]:
-        window = self.window_tokens, self.window_time
-        self.window_tokens, self.window_time = 0, 0.0
-        return window
 
 
 @dataclass
@@ -130,15 +110,10 @@ class _Loop:
                 info(f"resuming from step {self.state.step} ({inputs.resume_from})")
         self.local_params = self.strategy.local_params()
         self.forward = torch.compile(self.model) if self.train.compile else self.model
-        self.events: list[dict[str, Any]] = []
-        self.peak: Peak = device_peak(self.train.precision, self.train.peak_flops)
-        self.metrics = None
+        resume_step = self.state.step if inputs.resume_from else None
+        self.log = Logbook(recipe, accelerator, self.size.flops_per_token, self.world, resume_step)
         if self.strategy.is_main:
-            flops = f"{self.peak.flops:.3g} FLOP/s" if self.peak.flops else "none"
-            info(f"MFU peak per device: {flops} for {self.peak.device} ({self.peak.source})")
             self.checkpointer.remove_temporaries()
-            resume_step = self.state.step if inputs.resume_from else None
-            self.metrics = MetricsLog(self.run_dir / METRICS_FILE, resume_step)
         self.last_checkpoint = inputs.resume_from
         self.last_save_time = time.monotonic()
 
@@ -243,8 +218,7 @@ class _Loop:
             events = self.state.spike_events
             self._restore(self.last_checkpoint)
             self.state.spike_events = events
-            if self.metrics:
-                self.metrics.truncate(self.state.step)
+            self.log.rewind(self.state.step)
             self.state.cursor = resume_cursor
             self.state.lr_factor *= spike.lr_factor
             event.update(
@@ -255,7 +229,7 @@ class _Loop:
             )
         else:
             event["action"] = "skip" if spike.policy == "skip" else "skip (no checkpoint to roll back to yet)"
-        self._log_event(event)
+        self.log.event(event)
         if self.state.spike_events > spike.max_events:
             raise RuntimeError(
                 f"training diverged: {self.state.spike_events} loss spikes (train.spike.max_events = "
@@ -313,23 +287,14 @@ class _Loop:
         self.last_save_time = time.monotonic()
         return path
 
-    def _log_event(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        warn(f"step {event['step']}: {event['reason']} → {event['action']}")
-        if self.metrics:
-            self.metrics.write(event)
-
-    # ------------------------------------------------------------------------------------- the loop
-
     def run(self) -> Outcome:
-        train = self.train
-        meter = _Meter()
-        self._start_trackers()
+        train, meter = self.train, self.log.meter
+        self.log.start_trackers()
         interrupted = None
         with StopSignal() as stop, progress() as bar:
             task = bar.add_task("pretrain", total=train.max_steps, completed=self.state.step, rate="")
             while self.state.step < train.max_steps:
-                loss = self._advance(meter)
+                loss = self._advance()
                 if loss is None:  # rolled back to the last checkpoint
                     continue
                 rate = f"loss {loss:.3f} · {rate_text(meter.run_tokens, meter.run_time, 'tok')}"
@@ -342,23 +307,21 @@ class _Loop:
                         "checkpoint saved[/]"
                     )
                     break
-        if train.report_to != "none":
-            self.strategy.acc.end_training()
-        tokens_per_s = meter.run_tokens / meter.run_time if meter.run_time else 0.0
+        self.log.end_trackers()
         return Outcome(
             state=self.state,
             size=self.size,
             checkpoint=self.last_checkpoint,
             interrupted=interrupted,
-            events=self.events,
-            tokens_per_s=tokens_per_s,
-            mfu=self._mfu(tokens_per_s),
-            peak=self.peak,
+            events=self.log.events,
+            tokens_per_s=meter.tokens_per_s,
+            mfu=self.log.mfu(meter.tokens_per_s),
+            peak=self.log.peak,
             local_params=self.local_params,
             objective=self.objective.name,
         )
 
-    def _advance(self, meter: _Meter) -> float | None:
+    def _advance(self) -> float | None:
         """One optimizer step at the scheduled batch size and LR, then its log line and validation when due.
         Returns the step's loss, or None when a spike rolled the run back."""
         train = self.train
@@ -371,20 +334,22 @@ class _Loop:
         if result.rolled_back:
             return None
         tokens = rows * train.seq_len
-        meter.add(tokens, time.perf_counter() - started)
+        self.log.meter.add(tokens, time.perf_counter() - started)
         self.state.step += 1
         self.state.cursor += rows
         if result.grad_norm is not None:  # a skipped batch was seen but not learned from
             self.state.tokens_seen += tokens
-        step, record = self.state.step, {}
+        step, values = self.state.step, {}
         if step % train.eval_every == 0 or step == train.max_steps:
             self.state.val_loss, val_accuracy = self.evaluate()
-            record["val_loss"] = self.state.val_loss
+            values["val_loss"] = self.state.val_loss
             if val_accuracy is not None:
-                record["val_accuracy"] = val_accuracy
-        if step % train.log_every == 0 or record:
-            record.update(self._record(result, lr, *meter.take_window()))
-            self._write(record)
+                values["val_accuracy"] = val_accuracy
+        if step % train.log_every == 0 or values:
+            values.update(tokens=self.state.tokens_seen, loss=result.loss, lr=lr, grad_norm=result.grad_norm)
+            if result.accuracy is not None:
+                values["accuracy"] = result.accuracy
+            self.log.step(step, values)
         return result.loss
 
     def _checkpoint_if_due(self, signalled: bool) -> bool:
@@ -399,49 +364,3 @@ class _Loop:
         if last or timed or step % train.checkpoint_every == 0:
             self.save(last=last)
         return signalled
-
-    def _start_trackers(self) -> None:
-        """Accelerate's trackers, given the `[model]` and `[train]` tables. A resumed run hides what
-        TensorBoard logged after its checkpoint (as metrics.jsonl drops those lines)."""
-        if not self.strategy.is_main or self.train.report_to == "none":
-            return
-        tables = self.recipe.to_dict()
-        init_kwargs = {}
-        if self.inputs.resume_from is not None:
-            init_kwargs["tensorboard"] = {"purge_step": self.state.step + 1}
-        self.strategy.acc.init_trackers(
-            self.recipe.run.name,
-            config=tracker_config({k: tables[k] for k in ("model", "train")}),
-            init_kwargs=init_kwargs,
-        )
-
-    def _mfu(self, tokens_per_s: float) -> float | None:
-        """Model FLOPs utilisation (Chowdhery et al. 2022, PaLM App. B): achieved model FLOP/s over peak."""
-        if not self.peak.flops:
-            return None
-        return self.size.flops_per_token * tokens_per_s / (self.peak.flops * self.world)
-
-    def _record(self, result: _StepResult, lr: float, tokens: int, seconds: float) -> dict:
-        tokens_per_s = tokens / seconds if seconds else 0.0
-        record = {
-            "step": self.state.step,
-            "tokens": self.state.tokens_seen,
-            "loss": result.loss,
-            "lr": lr,
-            "grad_norm": result.grad_norm,
-            "tokens_per_s": tokens_per_s,
-            "mfu": self._mfu(tokens_per_s),
-            "peak_mem": peak_memory_bytes(),
-        }
-        if result.accuracy is not None:
-            record["accuracy"] = result.accuracy
-        return record
-
-    def _write(self, record: dict[str, Any]) -> None:
-        if self.metrics:
-            self.metrics.write(record)
-        if self.train.report_to != "none":
-            self.strategy.acc.log(
-                {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))},
-                step=self.state.step,
-            )

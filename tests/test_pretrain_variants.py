@@ -38,9 +38,9 @@ def test_other_architectures_learn_and_reload(tmp_path, tokens, arch):
 def watch_model(monkeypatch, hook, before=False):
     """Call `hook(module, output)` after (or with `before`, `hook(module, None)` at the start of) every
     module's forward in the model the trainer builds."""
-    from llmforge.pretrain import trainer
+    from llmforge.pretrain import engine
 
-    real = trainer.build_model
+    real = engine.build_model
 
     def build_and_watch(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -51,7 +51,7 @@ def watch_model(monkeypatch, hook, before=False):
                 module.register_forward_hook(lambda m, _inputs, output: hook(m, output))
         return model
 
-    monkeypatch.setattr(trainer, "build_model", build_and_watch)
+    monkeypatch.setattr(engine, "build_model", build_and_watch)
 
 
 def test_bf16_mixed_precision_runs_the_matmuls_in_bf16(tmp_path, tokens, monkeypatch):

@@ -14,27 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmforge.artifacts import CHECKPOINTS_DIR
-from llmforge.artifacts.tokens import TokenShards
 from llmforge.console import info, progress, rate_text
 from llmforge.objectives.base import TRAIN_STREAM, VAL_STREAM, Batch, RowLosses, window_seeds
 from llmforge.pretrain.checkpoint import TrainState, set_rng_state
-from llmforge.pretrain.checkpointer import Checkpointer
+from llmforge.pretrain.engine import assemble
 from llmforge.pretrain.launch import StopSignal
 from llmforge.pretrain.logbook import METRICS_FILE, Logbook
 from llmforge.pretrain.metrics import Peak
-from llmforge.pretrain.model import (
-    ModelSize,
-    build_model,
-    enable_activation_checkpointing,
-    load_model,
-    model_size,
-)
-from llmforge.pretrain.objective import make_objective
+from llmforge.pretrain.model import ModelSize
 from llmforge.pretrain.preflight import Inputs
 from llmforge.pretrain.schedule import batch_rows_at, lr_at
 from llmforge.pretrain.spike import SpikeGuard
-from llmforge.pretrain.strategy import make_strategy
 from llmforge.recipe import Recipe
 
 __all__ = ["METRICS_FILE", "Outcome", "pretrain"]
@@ -71,37 +61,12 @@ class _Loop:
         import torch
 
         self.recipe, self.inputs = recipe, inputs
-        self.train, self.model_cfg = recipe.table("train"), recipe.table("model")
-        self.run_dir, seed = recipe.run_dir, recipe.run.seed
-        self.strategy = make_strategy(accelerator, self.train)
-        self.rank, self.world, self.seed = self.strategy.rank, self.strategy.world, seed
-        seq_len = self.train.seq_len
-        self.objective = make_objective(
-            self.model_cfg,
-            seq_len,
-            index=inputs.index,
-            tokenizer_dir=inputs.tokenizer_dir,
-            pad_id=inputs.specials.pad_id,
-        )
-        self.train_windows = self.objective.windows(
-            TokenShards(inputs.tokens, "train"), seq_len, seed, shuffle=True
-        )
-        self.val_windows = self.objective.windows(
-            TokenShards(inputs.tokens, "val"), seq_len, seed, shuffle=False
-        )
-        model = self._initial_model(seed)
-        self.size = model_size(model, seq_len, self.objective.target_length(seq_len))
-        self.model, self.optimizer = self.strategy.prepare(model)
-        self.checkpointer = Checkpointer(
-            self.run_dir / CHECKPOINTS_DIR,
-            self.strategy,
-            tokenizer_dir=inputs.tokenizer_dir,
-            specials=inputs.specials,
-            recipe=recipe.to_dict(),
-            inputs=[inputs.tokens],
-            keep_last=self.train.keep_last,
-            keep_every=self.train.keep_every,
-        )
+        self.train, self.seed = recipe.table("train"), recipe.run.seed
+        engine = assemble(recipe, inputs, accelerator)
+        self.strategy, self.objective, self.size = engine.strategy, engine.objective, engine.size
+        self.train_windows, self.val_windows = engine.train_windows, engine.val_windows
+        self.model, self.optimizer, self.checkpointer = engine.model, engine.optimizer, engine.checkpointer
+        self.rank, self.world = self.strategy.rank, self.strategy.world
         self.state = TrainState(world_size=self.world)
         self.guard = SpikeGuard(self.train.spike, [])
         if inputs.resume_from is not None:
@@ -116,22 +81,6 @@ class _Loop:
             self.checkpointer.remove_temporaries()
         self.last_checkpoint = inputs.resume_from
         self.last_save_time = time.monotonic()
-
-    def _initial_model(self, seed: int) -> Any:
-        """A fresh model from `[model]`, or the `init_from` checkpoint (continued pretraining)."""
-        import torch
-
-        if self.model_cfg.init_from:
-            torch.manual_seed(seed)
-            model = load_model(self.model_cfg.init_from)
-        else:
-            specials = self.inputs.specials
-            model = build_model(
-                self.model_cfg, self.inputs.vocab_size, specials.eos_id, seed, pad_id=specials.pad_id
-            )
-        if self.train.activation_checkpointing:
-            enable_activation_checkpointing(model)
-        return model
 
     # ------------------------------------------------------------------------------------ one step
 

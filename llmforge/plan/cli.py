@@ -351,6 +351,7 @@ def shape(
         n_kv_heads=kv_heads,
         ffn_dim=ffn,
         n_decoder_layers=decoder_layers,
+        target_len=_span_targets(arch, seq),
     )
     if as_toml:
         sys.stdout.write(model_toml(given))
@@ -362,6 +363,21 @@ def shape(
     from llmforge.plan import views
 
     views.print_shape(result)
+
+
+def _span_targets(arch: str, seq: int) -> int | None:
+    """Decoder tokens per example of an encoder–decoder trained with T5's default span corruption (15% noise,
+    mean span 3: 29 targets for 128 inputs), which its FLOPs per token count."""
+    from llmforge.archs import family
+
+    if not family(arch).encoder_decoder:
+        return None
+    from llmforge.objectives.span_corruption import SpanCorruption
+
+    try:
+        return SpanCorruption().lengths(seq)[1]
+    except ValueError as e:
+        raise UserError(f"--seq {seq}: {e}") from None
 
 
 @app.command("parallel")

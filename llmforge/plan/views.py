@@ -104,6 +104,13 @@ def print_shape(s: dict) -> None:
             "heads (kv) × head dim": f"{s['n_heads']} ({s['n_kv_heads']}) × {s['head_dim']}",
             "FFN width": s["ffn_dim"],
             "vocab / seq": f"{s['vocab_size']:,} / {s['seq_len']:,}",
+            **(
+                {
+                    "decoder layers / targets": f"{s['n_decoder_layers']} / {s['target_len']:,} (span corruption)"
+                }
+                if "target_len" in s
+                else {}
+            ),
             "training FLOPs per token": f"{s['flops_per_token']:.4g}  (attention {s['flops']['attention'] / s['flops_per_token']:.1%})",
             "d_model / n_layers": f"{s['aspect_ratio']:.0f}",
         },

@@ -18,7 +18,8 @@ import torch
 from tokenize_datasets import prose_docs, stdlib_docs, write_dataset
 
 from llmforge.console import configure
-from llmforge.objectives.masking import IGNORE_INDEX, Masker, MaskingRule
+from llmforge.objectives.base import IGNORE as IGNORE_INDEX
+from llmforge.objectives.masking import Masker, MaskingRule
 from llmforge.tokenizer.config import TokenizerConfig
 from llmforge.tokenizer.train import train_tokenizer
 

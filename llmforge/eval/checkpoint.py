@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.artifacts import MANIFEST, require
+from llmforge.artifacts.model_dir import ENCODER_TYPES, model_config
 from llmforge.console import UserError
 
 
@@ -24,18 +25,6 @@ def resolve(path: str | Path) -> Path:
         )
     check_weights(path)
     return path
-
-
-def model_config(path: Path) -> dict[str, Any]:
-    """config.json of a model dir, read without transformers."""
-    f = path / "config.json"
-    try:
-        config = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{f}: not a readable JSON config ({e})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{f}: expected a JSON object")
-    return config
 
 
 def context_length(path: Path) -> int | None:
@@ -104,7 +93,6 @@ def pick_device(device: str | None) -> str:
 
 
 # Encoder-only model types trained with a masked-LM head, for configs that name no `architectures`.
-MASKED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "modernbert")
 KIND_NAMES = {
     "causal": "a causal LM",
     "masked": "a masked LM",
@@ -124,7 +112,7 @@ def model_kind(path: str | Path) -> str:
         architectures = []
     if any(str(a).endswith("ForMaskedLM") for a in architectures):
         return "masked"
-    if not architectures and config.get("model_type") in MASKED_MODEL_TYPES:
+    if not architectures and config.get("model_type") in ENCODER_TYPES:
         return "masked"
     return "causal"
 

@@ -18,7 +18,6 @@ pseudo-perplexity, never with a causal LM's perplexity.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,13 +114,6 @@ def measure(
     if count == 0:
         raise UserError("the text has no token to score besides special tokens; pseudo-perplexity needs one")
     scored_bytes = bytes_without(tokenizer, ids, n_bytes, np.flatnonzero(np.isin(ids, special_ids)))
-    return Perplexity(
-        perplexity=math.exp(nll / count),
-        bits_per_byte=nll / (math.log(2) * scored_bytes),
-        nll_per_token=nll / count,
-        tokens=count,
-        bytes=scored_bytes,
-        window=window,
-        stride=window,
-        metric="pseudo-perplexity",
+    return Perplexity.from_nll(
+        nll, count, scored_bytes, window=window, stride=window, metric="pseudo-perplexity"
     )

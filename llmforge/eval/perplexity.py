@@ -51,6 +51,29 @@ class Perplexity:
     stride: int
     metric: str = "perplexity"  # a key of METRIC_PREFIX
 
+    @classmethod
+    def from_nll(
+        cls,
+        nll: float,
+        tokens: int,
+        n_bytes: int | None,
+        *,
+        window: int,
+        stride: int,
+        metric: str = "perplexity",
+    ) -> Perplexity:
+        """From the summed NLL (nats) of `tokens` scored tokens covering `n_bytes` UTF-8 bytes (None: no bytes)."""
+        return cls(
+            perplexity=math.exp(nll / tokens),
+            bits_per_byte=None if n_bytes is None else nll / (math.log(2) * n_bytes),
+            nll_per_token=nll / tokens,
+            tokens=tokens,
+            bytes=n_bytes,
+            window=window,
+            stride=stride,
+            metric=metric,
+        )
+
 
 # How results.json names each measure's numbers: `<prefix>perplexity`, `<prefix>bits_per_byte`, ...
 METRIC_PREFIX = {"perplexity": "", "pseudo-perplexity": "pseudo_", "target-perplexity": "target_"}
@@ -142,15 +165,7 @@ def measure(
         raise UserError("the text has no token to score besides EOS; perplexity needs at least 2 tokens")
     unscored = never_scored(len(ids), spans(len(ids), window, stride))
     scored_bytes = bytes_without(tokenizer, ids, n_bytes, unscored)
-    return Perplexity(
-        perplexity=math.exp(nll / count),
-        bits_per_byte=nll / (math.log(2) * scored_bytes),
-        nll_per_token=nll / count,
-        tokens=count,
-        bytes=scored_bytes,
-        window=window,
-        stride=stride,
-    )
+    return Perplexity.from_nll(nll, count, scored_bytes, window=window, stride=stride)
 
 
 def text_stream(tokenizer: Any, path: Path, max_tokens: int | None) -> tuple[np.ndarray, int]:

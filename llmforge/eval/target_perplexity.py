@@ -18,7 +18,6 @@ byte over the whole text. The report gives null.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -103,13 +102,4 @@ def measure(
         raise UserError(f"the text has {len(ids)} token(s); span corruption needs at least 2")
     raw = raw_length(window)
     nll, count = total_target_nll(model, examples(ids, raw, sentinels, eos_id), batch_size)
-    return Perplexity(
-        perplexity=math.exp(nll / count),
-        bits_per_byte=None,
-        nll_per_token=nll / count,
-        tokens=count,
-        bytes=None,
-        window=window,
-        stride=raw,
-        metric="target-perplexity",
-    )
+    return Perplexity.from_nll(nll, count, None, window=window, stride=raw, metric="target-perplexity")

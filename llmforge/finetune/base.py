@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from llmforge.artifacts.model_dir import ENCODER_TYPES, model_config
 from llmforge.console import UserError
 
-# Encoder-only model types AutoModelForSequenceClassification puts a classification head on.
-ENCODER_TYPES = (
-    "bert", "roberta", "xlm-roberta", "distilbert", "modernbert", "electra", "albert", "deberta",
-    "deberta-v2", "camembert", "mpnet", "ernie", "nomic_bert",
-)  # fmt: skip
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 
@@ -23,7 +18,7 @@ def check_base(path: str | Path, max_len: int) -> dict[str, Any]:
     where = f"finetune.base: {path}"
     if not path.is_dir():
         raise UserError(f"{where}: no such directory (expected a checkpoint or a Hugging Face model dir)")
-    config = _read_config(path, where)
+    config = _read_config(path)
     if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
         raise UserError(f"{where}: no weights (*.safetensors or pytorch_model.bin)")
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
@@ -39,17 +34,11 @@ def check_base(path: str | Path, max_len: int) -> dict[str, Any]:
     return config
 
 
-def _read_config(path: Path, where: str) -> dict[str, Any]:
-    f = path / "config.json"
-    if not f.is_file():
-        raise UserError(f"{where}: not a Hugging Face model dir (no config.json)")
+def _read_config(path: Path) -> dict[str, Any]:
     try:
-        config = json.loads(f.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{f}: not a readable JSON config ({e})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{f}: expected a JSON object")
-    return config
+        return model_config(path)
+    except UserError as e:
+        raise UserError(f"finetune.base: {e}") from None
 
 
 def _check_encoder(config: dict[str, Any], where: str) -> None:

@@ -40,7 +40,6 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-IGNORE_INDEX = -100  # label of a position that is not scored (PyTorch's cross-entropy default)
 
 # GPT-2's byte-to-character map (Radford et al. 2019, §2.2) sends bytes 0-32 to chr(256 + byte), so the ASCII
 # whitespace bytes \t \n \v \f \r and space are these characters in a byte-level token string.

@@ -18,16 +18,9 @@ class SpanCorruptionObjective(Objective):
     reports_accuracy = True
 
     def __init__(
-        self,
-        corruption: SpanCorruption,
-        seq_len: int,
-        *,
-        sentinel_ids: Sequence[int],
-        eos_id: int,
-        decoder_start_id: int,
+        self, corruption: SpanCorruption, *, sentinel_ids: Sequence[int], eos_id: int, decoder_start_id: int
     ):
-        self.corruption, self.seq_len = corruption, seq_len
-        self.raw_length, self.targets_length = corruption.lengths(seq_len)
+        self.corruption = corruption
         self.sentinel_ids, self.eos_id, self.decoder_start_id = list(sentinel_ids), eos_id, decoder_start_id
 
     def window_length(self, seq_len: int) -> int:

@@ -17,7 +17,6 @@ from llmforge.pretrain.model import (
     load_model,
     model_size,
 )
-from llmforge.pretrain.objective import make_objective
 from llmforge.pretrain.preflight import Inputs
 from llmforge.pretrain.strategy import Strategy, make_strategy
 from llmforge.recipe import Recipe
@@ -36,15 +35,9 @@ class Engine:
 
 
 def assemble(recipe: Recipe, inputs: Inputs, accelerator: Any) -> Engine:
-    train, model_cfg, seed = recipe.table("train"), recipe.table("model"), recipe.run.seed
+    train, seed = recipe.table("train"), recipe.run.seed
     strategy = make_strategy(accelerator, train)
-    objective = make_objective(
-        model_cfg,
-        train.seq_len,
-        index=inputs.index,
-        tokenizer_dir=inputs.tokenizer_dir,
-        pad_id=inputs.specials.pad_id,
-    )
+    objective = inputs.objective
     windows = {
         split: objective.windows(
             TokenShards(inputs.tokens, split), train.seq_len, seed, shuffle=split == "train"

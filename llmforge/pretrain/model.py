@@ -28,9 +28,7 @@ def shape_of(cfg: ModelConfig, vocab_size: int, seq_len: int, target_len: int | 
         context=cfg.max_seq_len,
         n_decoder_layers=cfg.n_decoder_layers,
         target_len=target_len,
-        relative_attention_buckets=cfg.relative_attention_buckets
-        if fam_takes(cfg, "relative_attention_buckets")
-        else None,
+        relative_attention_buckets=options_of(cfg).get("relative_attention_buckets"),
     )
 
 
@@ -60,10 +58,6 @@ def shape_of_config(config: Any, seq_len: int, target_len: int | None = None, *,
             else None
         ),
     )
-
-
-def fam_takes(cfg: ModelConfig, key: str) -> bool:
-    return key in cfg.family.arch_keys
 
 
 def options_of(cfg: ModelConfig) -> dict[str, Any]:

@@ -51,5 +51,5 @@ def make_objective(
             f"sentinels >= {spans} and tokenize again, or lower train.seq_len or model.span.noise_density"
         )
     return SpanCorruptionObjective(
-        corruption, seq_len, sentinel_ids=sentinels, eos_id=int(index["eos_id"]), decoder_start_id=pad_id
+        corruption, sentinel_ids=sentinels, eos_id=int(index["eos_id"]), decoder_start_id=pad_id
     )

@@ -17,6 +17,7 @@ from llmforge.archs import family, family_of_model_type
 from llmforge.artifacts import CHECKPOINTS_DIR, read_manifest, require
 from llmforge.artifacts.tokens import validate_tokens
 from llmforge.console import UserError, warn
+from llmforge.objectives.base import Objective
 from llmforge.pretrain.checkpoint import (
     SHARDS_DIR,
     STATE_DIR,
@@ -51,6 +52,7 @@ class Inputs:
     resume_from: Path | None
     world_size: int
     specials: SpecialTokens  # BOS/EOS/PAD the checkpoints declare
+    objective: Objective  # what a batch and its loss are (built once: a masked LM loads its tokenizer)
 
 
 def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cuda: bool) -> Inputs:
@@ -61,17 +63,21 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
         )
     require(tokens, "tokens")
     index = validate_tokens(tokens)
-    need = window_tokens(model, train.seq_len)
-    what = {"clm": "train.seq_len+1", "mlm": "train.seq_len"}.get(
-        model.training_objective, "the raw tokens span corruption turns into train.seq_len"
+    tokenizer_dir = _tokenizer_dir(index, tokens)
+    specials = SpecialTokens.from_tokenizer(tokenizer_dir, int(index["eos_id"]))
+    # The objective refuses what it cannot train with (no mask token, too few sentinels) before any work.
+    objective = make_objective(
+        model, train.seq_len, index=index, tokenizer_dir=tokenizer_dir, pad_id=specials.pad_id
     )
+    need = objective.window_length(train.seq_len) + objective.overlap
     for split in ("train", "val"):
         info = index["splits"].get(split)
         if not info or info.get("tokens", 0) < need:
             have = info.get("tokens", 0) if info else 0
             raise UserError(
-                f"{tokens}: split '{split}' has {have} tokens, fewer than one window of {what} = "
-                f"{need}; lower train.seq_len or tokenize more data"
+                f"{tokens}: split '{split}' has {have} tokens, fewer than one window of the {need} tokens a "
+                f"{objective.name} example of train.seq_len = {train.seq_len} reads; lower train.seq_len or "
+                f"tokenize more data"
             )
     data_vocab = int(index["vocab_size"])
     init_config = _init_config(model.init_from, model.arch) if model.init_from else None
@@ -90,13 +96,9 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
         )
     check_launcher(train)
     _check_device(train, cuda)
-    tokenizer_dir = _tokenizer_dir(index, tokens)
     if model.init_from:
         _check_same_tokenizer(Path(model.init_from), tokenizer_dir)
     _check_memory(model, train, vocab, world_size, cuda)
-    specials = SpecialTokens.from_tokenizer(tokenizer_dir, int(index["eos_id"]))
-    # The objective refuses what it cannot train with (no mask token, too few sentinels) before any work.
-    make_objective(model, train.seq_len, index=index, tokenizer_dir=tokenizer_dir, pad_id=specials.pad_id)
     resume_from = _resume_point(recipe, tokens, resume)
     check_writable(recipe.run_dir)
     return Inputs(
@@ -108,6 +110,7 @@ def preflight(recipe: Recipe, tokens: Path, *, resume: bool, world_size: int, cu
         resume_from=resume_from,
         world_size=world_size,
         specials=specials,
+        objective=objective,
     )
 
 
@@ -139,23 +142,6 @@ def estimate_params(model: ModelConfig, vocab: int) -> int:
         header = _init_weights_header(Path(model.init_from))
         return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
     return family(model.arch).param_counts(shape_of(model, vocab, model.max_seq_len))["total"]
-
-
-def window_tokens(model: ModelConfig, seq_len: int) -> int:
-    """Tokens of a split one training example reads: seq_len + 1 for next-token prediction (the shifted
-    targets), seq_len for masked LM, the raw length that corrupts to seq_len encoder tokens for t5."""
-    objective = model.training_objective
-    if objective == "clm":
-        return seq_len + 1
-    if objective == "mlm":
-        return seq_len
-    from llmforge.objectives.span_corruption import SpanCorruption
-
-    span = model.corruption
-    try:
-        return SpanCorruption(span.noise_density, span.mean_span_length).lengths(seq_len)[0]
-    except ValueError as e:
-        raise UserError(f"[model.span] with train.seq_len = {seq_len}: {e}") from None
 
 
 def _init_weights_header(init_from: Path) -> dict[str, Any]:

@@ -61,6 +61,13 @@ demo: install
 	$(LLMFORGE) eval compare $$reports --png $(RUN_DIR)/reports/compare.png
 	$(LLMFORGE) plan frontier --png $(RUN_DIR)/reports/frontier.png --run $(RUN_DIR)
 	$(LLMFORGE) inspect $(RUN_DIR)/reports/pretrain
+	$(LLMFORGE) finetune make-docstring-pairs --dataset $(RUN_DIR)/dataset --tokens $(RUN_DIR)/tokens --out $(RUN_DIR)/instructions
+	$(LLMFORGE) finetune sft $(RECIPE)
+	head -n 2 $(RUN_DIR)/instructions/val.jsonl > $(RUN_DIR)/demo-prompts.jsonl
+	@echo "--- before instruction tuning (the pretrained model continues the prompt) ---"
+	$(LLMFORGE) generate $(RUN_DIR)/checkpoints/step-000200 --file $(RUN_DIR)/demo-prompts.jsonl --max-new-tokens 60 --temperature 0
+	@echo "--- after instruction tuning (chat template; the model ends its answer itself) ---"
+	$(LLMFORGE) generate $(RUN_DIR)/finetune/checkpoint --chat --file $(RUN_DIR)/demo-prompts.jsonl --max-new-tokens 60 --temperature 0
 
 bench: install
 	$(PY) -m benchmarks.run

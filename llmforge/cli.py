@@ -182,6 +182,11 @@ for _name, _stage in (
 ):
     app.add_typer(_stage, name=_name)
 
+from llmforge.generation import cli as generation_cli  # noqa: E402
+
+app.command("generate")(generation_cli.generate)
+app.command("chat")(generation_cli.chat)
+
 
 def root_options_first(command: typer.core.TyperGroup, argv: list[str]) -> list[str]:
     """Move the root's flags (--quiet, -q, --debug) that follow the subcommand to the front, so

@@ -231,6 +231,7 @@ _EXPECTED = {
     "model_attributes_type": "expected a table",
     "path_type": "expected a path (string)",
     "missing": "missing required key",
+    "too_short": "expected at least one entry",
 }
 
 
@@ -242,9 +243,9 @@ def format_validation_error(error: ValidationError, raw: dict[str, Any], source:
     dotted = _dotted(loc)
     etype = first["type"]
     if etype == "extra_forbidden":
-        hint = _suggest(loc)
+        hint = _suggest(loc, raw)
         msg = f"{source}: unknown key {dotted}" + (f" (did you mean {hint}?)" if hint else "")
-        valid = _valid_keys(loc[:-1])
+        valid = _valid_keys(loc[:-1], raw)
         if not hint and valid:
             msg += f"; valid keys: {', '.join(valid)}"
     elif etype == "value_error":  # a table's own cross-key check: its message names the keys
@@ -291,40 +292,52 @@ def _lookup(raw: Any, loc: list[Any]) -> Any:
     return node
 
 
-def _model_at(loc: list[Any]) -> type[BaseModel] | None:
-    """The pydantic model that owns the table at `loc` (list indices skipped)."""
+def _model_at(loc: list[Any], raw: Any = None) -> type[BaseModel] | None:
+    """The pydantic model that owns the table at `loc` (list indices skipped); of a union of tables, the one
+    the raw table's tag keys (task, type, ...) pick."""
     model: Any = Recipe
+    node = raw
     for part in loc:
+        node = _lookup(node, [part]) if node is not None else None
         if isinstance(part, int):
             continue
         field = model.model_fields.get(part) if model else None
         if field is None:
             return None
-        model = _unwrap_model(field.annotation)
+        model = _unwrap_model(field.annotation, node)
     return model
 
 
-def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+def _unwrap_model(annotation: Any, node: Any = None) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _unwrap_model(typing.get_args(annotation)[0])
+        return _unwrap_model(typing.get_args(annotation)[0], node)
     if origin in (typing.Union, types.UnionType, list, tuple, dict):
-        for arg in typing.get_args(annotation):
-            found = _unwrap_model(arg)
-            if found is not None:
-                return found
+        found = [m for arg in typing.get_args(annotation) if (m := _unwrap_model(arg, node)) is not None]
+        tagged = [m for m in found if isinstance(node, dict) and _tags_match(m, node)]
+        return (tagged or found or [None])[0]
     return None
 
 
-def _valid_keys(loc: list[Any]) -> list[str]:
-    model = _model_at(loc)
+def _tags_match(model: type[BaseModel], node: dict[str, Any]) -> bool:
+    """Whether every one-value Literal key of `model` (its tag, e.g. task = "instruction") matches `node`."""
+    tags = {
+        name: typing.get_args(f.annotation)[0]
+        for name, f in model.model_fields.items()
+        if typing.get_origin(f.annotation) is typing.Literal and len(typing.get_args(f.annotation)) == 1
+    }
+    return bool(tags) and all(node.get(k) == v for k, v in tags.items())
+
+
+def _valid_keys(loc: list[Any], raw: Any = None) -> list[str]:
+    model = _model_at(loc, raw)
     return sorted(model.model_fields) if model else []
 
 
-def _suggest(loc: list[Any]) -> str | None:
-    valid = _valid_keys(loc[:-1])
+def _suggest(loc: list[Any], raw: Any = None) -> str | None:
+    valid = _valid_keys(loc[:-1], raw)
     close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
     if not close:
         return None

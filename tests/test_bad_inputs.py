@@ -262,6 +262,25 @@ def truncated_weights(world: World, tmp: Path) -> dict[str, str]:
     return {"edited": str(checkpoint), "weights": str(weights)}
 
 
+def without_chat_template(world: World, tmp: Path) -> dict[str, str]:
+    """A copy of the World's checkpoint whose tokenizer has no chat template, as {edited}."""
+    copy = copy_of(world.checkpoint, tmp)
+    (copy / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((copy / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (copy / "tokenizer_config.json").write_text(json.dumps(config))
+    return {"edited": str(copy)}
+
+
+# `finetune sft` recipes over a stand-in llama dir (config, weights, tokenizer files: enough for the checks
+# that run before any weights load)
+LLAMA = {"llama__config.json": b'{"model_type": "llama"}', "llama__model.safetensors": b"0", "llama__tokenizer.json": b"{}"}
+FT_HEAD = b'[finetune]\ntask = "instruction"\nbase = "llama"\n'
+FT_DATA = b'[[finetune.datasets]]\npath = "train.jsonl"\n'
+FT_CHATML = FT_HEAD + b'chat_template = "chatml"\n' + FT_DATA
+PAIRS = b'{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"}\n'
+
+
 def written_files(**files: bytes) -> Prepare:
     """Files written under the case's tmp dir; `__` in a name stands for `/` (`piqa__valid.jsonl`)."""
 
@@ -400,8 +419,48 @@ CASES = [
     Case("finetune train file not json", ["finetune", "classify", "{tmp}/ft.toml"], 2, "{tmp}/train.jsonl:2: not a JSON object", written_files(**{"ft.toml": b'[finetune]\ntask = "classification"\nbase = "bert"\ntrain_file = "train.jsonl"\nval_file = "train.jsonl"\n', "bert__config.json": b'{"model_type": "bert"}', "bert__model.safetensors": b"0", "bert__tokenizer.json": b"{}", "train.jsonl": b'{"text": "a", "label": "x"}\n{"text": \n'})),
     Case("finetune val label unseen in train", ["finetune", "classify", "{tmp}/ft.toml"], 2, "{tmp}/val.jsonl:1: label 'z' does not occur in the train rows", written_files(**{"ft.toml": b'[finetune]\ntask = "classification"\nbase = "bert"\ntrain_file = "train.jsonl"\nval_file = "val.jsonl"\n', "bert__config.json": b'{"model_type": "bert"}', "bert__model.safetensors": b"0", "bert__tokenizer.json": b"{}", "train.jsonl": b'{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n', "val.jsonl": b'{"text": "c", "label": "z"}\n'})),
     Case("finetune unwritable out", ["finetune", "classify", "{tmp}/ft.toml"], 2, "{tmp}/afile is a file, not a directory", written_files(**{"ft.toml": b'[finetune]\ntask = "classification"\nbase = "bert"\ntrain_file = "train.jsonl"\nval_file = "train.jsonl"\nout = "afile/ft"\n', "bert__config.json": b'{"model_type": "bert"}', "bert__model.safetensors": b"0", "bert__tokenizer.json": b"{}", "afile": b"", "train.jsonl": b'{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n'})),
-    Case("finetune unknown task", ["recipe", "check", "{recipe}", "--set", "finetune.task=sft"], 2, "finetune.task = \"sft\": expected one of 'classification'"),
+    Case("finetune unknown task", ["recipe", "check", "{recipe}", "--set", "finetune.task=sft"], 2, "finetune.task: 'sft' is not a fine-tuning task; expected one of 'classification', 'instruction'"),
+    Case("sft row without a field", ["finetune", "sft", "{tmp}/ft.toml"], 2, "{tmp}/train.jsonl:2: no string field 'response' (the alpaca format's output, renamed by finetune.datasets[0].fields.output)", written_files(**{"ft.toml": FT_HEAD + b'chat_template = "chatml"\n' + FT_DATA + b'fields = {output = "response"}\n', **LLAMA, "train.jsonl": b'{"instruction": "a", "response": "b"}\n{"instruction": "c"}\n'})),
+    Case("sft empty dataset", ["finetune", "sft", "{tmp}/ft.toml"], 2, "{tmp}/train.jsonl: empty dataset", written_files(**{"ft.toml": FT_CHATML, **LLAMA, "train.jsonl": b"\n"})),
+    Case("sft columns of no format", ["finetune", "sft", "{tmp}/ft.toml"], 2, "{tmp}/train.jsonl:1: cannot tell the format from the columns question, answer", written_files(**{"ft.toml": FT_CHATML, **LLAMA, "train.jsonl": b'{"question": "a", "answer": "b"}\n'})),
+    Case("sft hub name offline", ["finetune", "sft", "{tmp}/ft.toml"], 2, "finetune.datasets[0].path = 'llmforge-tests/no-such-set': not a local file and could not be loaded from the hub", written_files(**{"ft.toml": FT_HEAD + b'chat_template = "chatml"\n[[finetune.datasets]]\npath = "llmforge-tests/no-such-set"\n', **LLAMA})),
+    Case("sft on a classification recipe", ["finetune", "sft", "{tmp}/ft.toml"], 2, "finetune.task = 'classification'; `finetune sft` needs task = 'instruction'", written_files(**{"ft.toml": b'[finetune]\ntask = "classification"\nbase = "llama"\ntrain_file = "train.jsonl"\n', **LLAMA})),
+    Case("sft encoder base", ["finetune", "sft", "{tmp}/ft.toml"], 2, "{tmp}/llama: model_type 'bert' is not a causal LM", written_files(**{"ft.toml": FT_CHATML, **LLAMA, "llama__config.json": b'{"model_type": "bert"}', "train.jsonl": PAIRS})),
+    Case("sft base tokenizer without template", ["finetune", "sft", "{tmp}/ft.toml"], 2, "finetune.chat_template = 'tokenizer': the base model's tokenizer has no chat template", written_files(**{"ft.toml": FT_HEAD + FT_DATA, **LLAMA, "train.jsonl": PAIRS})),
+    Case("sft template without generation markers", ["finetune", "sft", "{tmp}/ft.toml"], 2, "plain.jinja chat template has no {{% generation %}}", written_files(**{"ft.toml": FT_HEAD + b'chat_template = "plain.jinja"\n' + FT_DATA, **LLAMA, "plain.jinja": b"{% for m in messages %}{{ m.content }}{% endfor %}", "train.jsonl": PAIRS})),
+    Case("sft qlora without a gpu", ["finetune", "sft", "{tmp}/ft.toml"], 2, "finetune.method = 'qlora' needs a CUDA GPU and bitsandbytes", written_files(**{"ft.toml": FT_HEAD + b'chat_template = "chatml"\nmethod = "qlora"\n' + FT_DATA, **LLAMA, "train.jsonl": PAIRS})),
+    Case("sft max_len above the context", ["finetune", "sft", "{tmp}/ft.toml"], 2, "finetune.max_len = 512: above the base model's context (128 positions)", written_files(**{"ft.toml": FT_CHATML, **LLAMA, "llama__config.json": b'{"model_type": "llama", "max_position_embeddings": 128}', "train.jsonl": PAIRS})),
+    Case("sft cot off without a marker", ["recipe", "check", "{tmp}/ft.toml"], 2, "cot = false needs answer_marker", written_files(**{"ft.toml": FT_CHATML + b"cot = false\n"})),
+    Case("sft lora table with full method", ["recipe", "check", "{tmp}/ft.toml"], 2, '[finetune.lora] applies only with method = "lora" or "qlora"', written_files(**{"ft.toml": FT_HEAD + b"[finetune.lora]\nr = 4\n" + FT_DATA})),
+    Case("sft unknown on_too_long", ["recipe", "check", "{tmp}/ft.toml"], 2, "finetune.on_too_long = \"cut\": expected one of", written_files(**{"ft.toml": FT_HEAD + b'on_too_long = "cut"\n' + FT_DATA})),
+    Case("merge missing adapter", ["finetune", "merge", "{missing}"], 2, "{missing}: no such artifact"),
+    Case("merge a full checkpoint", ["finetune", "merge", "{checkpoint}", "--out", "{tmp}/m"], 2, "not a LoRA adapter (no adapter_config.json); it is a full model already"),
+    Case("docstring pairs missing dataset", ["finetune", "make-docstring-pairs", "--dataset", "{missing}", "--out", "{tmp}/ins"], 2, "{missing}: no such artifact"),
+    Case("docstring pairs dataset of another kind", ["finetune", "make-docstring-pairs", "--dataset", "{tokenizer}", "--out", "{tmp}/ins"], 2, "expected a dataset artifact, found a tokenizer artifact"),
+    Case("docstring pairs tokens of another kind", ["finetune", "make-docstring-pairs", "--dataset", "{dataset}", "--tokens", "{dataset}", "--out", "{tmp}/ins"], 2, "expected a tokens artifact, found a dataset artifact"),
+    Case("docstring pairs from prose", ["finetune", "make-docstring-pairs", "--dataset", "{dataset}", "--out", "{tmp}/ins"], 2, "no function with a docstring fit max_chars 700 / max_body_lines 12"),
+    Case("docstring pairs out holds other files", ["finetune", "make-docstring-pairs", "--dataset", "{dataset}", "--out", "{folder}"], 2, "is not an instructions artifact", folder_with_a_file),
+    Case("docstring pairs unwritable out", ["finetune", "make-docstring-pairs", "--dataset", "{dataset}", "--out", "{tmp}/afile/ins"], 2, "{tmp}/afile is a file, not a directory", file_in_the_way),
+    Case("docstring pairs zero max chars", ["finetune", "make-docstring-pairs", "--dataset", "{dataset}", "--out", "{tmp}/ins", "--max-chars", "0"], 2, "--max-chars"),
     # --- finetune (add cases above this line) ---
+    Case("generate missing checkpoint", ["generate", "{missing}", "--prompt", "x"], 2, "{missing}: no such model directory"),
+    Case("generate on a masked LM", ["generate", "{tmp}/bert", "--prompt", "x"], 2, "{tmp}/bert: generation needs a causal LM (decoder-only), but config.json describes an encoder-only model (bert)", written_files(**{"bert__config.json": b'{"model_type": "bert"}', "bert__model.safetensors": b"0", "bert__tokenizer.json": b"{}"})),
+    Case("generate on an encoder-decoder", ["generate", "{tmp}/t5", "--prompt", "x"], 2, "{tmp}/t5: generation needs a causal LM (decoder-only), but config.json describes an encoder-decoder (t5)", written_files(**{"t5__config.json": b'{"model_type": "t5", "is_encoder_decoder": true}'})),
+    Case("generate without weights", ["generate", "{tmp}/m", "--prompt", "x"], 2, "{tmp}/m: no model weights", written_files(**{"m__config.json": b'{"model_type": "llama"}', "m__tokenizer.json": b"{}"})),
+    Case("generate without a tokenizer", ["generate", "{tmp}/m", "--prompt", "x"], 2, "{tmp}/m: no tokenizer files", written_files(**{"m__config.json": b'{"model_type": "llama"}', "m__model.safetensors": b"0"})),
+    Case("generate adapter whose base is gone", ["generate", "{tmp}/lora", "--prompt", "x"], 2, "base_model_name_or_path '/nowhere/base' is not a local model dir", written_files(**{"lora__adapter_config.json": b'{"base_model_name_or_path": "/nowhere/base"}', "lora__adapter_model.safetensors": b"0"})),
+    Case("generate negative temperature", ["generate", "{missing}", "--prompt", "x", "--temperature", "-1"], 2, "--temperature must be ≥ 0"),
+    Case("generate top-p above 1", ["generate", "{missing}", "--prompt", "x", "--top-p", "1.5"], 2, "--top-p must be in (0, 1]"),
+    Case("generate no prompt", ["generate", "{missing}"], 2, "no prompt: give --prompt TEXT (repeatable) or --file FILE"),
+    Case("generate empty prompt file", ["generate", "{missing}", "--file", "{tmp}/p.txt"], 2, "--file {tmp}/p.txt: no prompts (the file is empty)", written_files(**{"p.txt": b"\n\n"})),
+    Case("generate prompt file row without prompt", ["generate", "{missing}", "--file", "{tmp}/p.jsonl"], 2, "{tmp}/p.jsonl:2: expected a JSON object with a string field 'prompt'", written_files(**{"p.jsonl": b'{"prompt": "a"}\n{"text": "b"}\n'})),
+    Case("generate prompt file not utf-8", ["generate", "{missing}", "--file", "{tmp}/p.txt"], 2, "{tmp}/p.txt:2: not UTF-8 text", written_files(**{"p.txt": b"fine\ncaf\xe9\n"})),
+    Case("generate system without chat", ["generate", "{missing}", "--prompt", "x", "--system", "Be brief."], 2, "--system: needs --chat"),
+    Case("generate prompt above the context", ["generate", "{checkpoint}", "--prompt", "x", "--max-new-tokens", "100"], 2, "prompt 1: 1 tokens + --max-new-tokens 100 exceed the model's context of 64 tokens"),
+    Case("generate chat without a template", ["generate", "{edited}", "--prompt", "x", "--chat"], 2, "{edited}: the tokenizer has no chat template; fine-tune with finetune.chat_template or drop --chat", without_chat_template),
+    Case("chat without a template", ["chat", "{edited}"], 2, "{edited}: the tokenizer has no chat template", without_chat_template),
+    Case("chat max-new-tokens fills the context", ["chat", "{checkpoint}", "--max-new-tokens", "64"], 2, "--max-new-tokens 64: leaves no room for the conversation in the model's context of 64 tokens"),
+    # --- generate (add cases above this line) ---
 ]
 # fmt: on
 

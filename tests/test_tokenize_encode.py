@@ -47,7 +47,7 @@ def test_tokens_follow_the_contract_and_count_every_document_plus_eos(tmp_path, 
     index = validate_tokens(tmp_path / "tokens")
     tok = load_tokenizer_file(tokenizer)
     expected = {"train": [], "val": []}
-    from llmforge.tokenizer.split import is_val
+    from llmforge.artifacts.split import is_val
 
     for d in docs:
         expected["val" if is_val(d, VAL) else "train"].append(
@@ -418,6 +418,6 @@ def test_cli_encode_and_inspect_flags_corrupt_tokens(tmp_path, cli, setup):
     ],
 )
 def test_origin_id_strips_the_cf_of_every_cda_step(doc_id, origin):
-    from llmforge.tokenizer.split import origin_id
+    from llmforge.artifacts.split import origin_id
 
     assert origin_id(doc_id) == origin

@@ -4,7 +4,6 @@ signal handling that turns SIGTERM/SIGINT into "checkpoint, then stop"."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
 import uuid
@@ -230,23 +229,3 @@ def _sees(marker: Path, token: str | None, wait_s: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.2)
-
-
-class StopSignal:
-    """SIGTERM/SIGINT set a flag; the loop checkpoints at the end of the step and stops."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignal:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)

@@ -6,12 +6,12 @@ import functools
 import json
 import os
 import platform
-import resource
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from llmforge.metrics_log import MetricsLog, peak_memory_bytes  # noqa: F401  (re-exported)
 
 _PRECISION_DTYPE = {"fp32": "fp32", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}
 CPU_PEAK_FILE = "cpu-peak.json"
@@ -124,45 +124,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def peak_memory_bytes() -> int:
-    """Peak allocated GPU memory, or the process's peak resident set size on CPU."""
-    import torch
-
-    if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
-class MetricsLog:
-    """Append-only `metrics.jsonl`; on resume, lines after the checkpoint's step are dropped first so the
-    file reads as one uninterrupted run."""
-
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
-        if resume_step is None:
-            path.write_text("")
-        else:
-            self.truncate(resume_step)
-
-    def truncate(self, step: int) -> None:
-        """Forget records after `step` (the run went back to that step's checkpoint)."""
-        if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
-            self.path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def _step_of(line: str) -> float:
-    try:
-        return json.loads(line).get("step", float("inf"))
-    except json.JSONDecodeError:  # a line cut short by a kill
-        return float("inf")
 
 
 def tracker_config(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,7 +18,6 @@ from llmforge.console import info, progress, rate_text
 from llmforge.objectives.base import TRAIN_STREAM, VAL_STREAM, Batch, RowLosses, window_seeds
 from llmforge.pretrain.checkpoint import TrainState, set_rng_state
 from llmforge.pretrain.engine import assemble
-from llmforge.pretrain.launch import StopSignal
 from llmforge.pretrain.logbook import METRICS_FILE, Logbook
 from llmforge.pretrain.metrics import Peak
 from llmforge.pretrain.model import ModelSize
@@ -26,6 +25,7 @@ from llmforge.pretrain.preflight import Inputs
 from llmforge.pretrain.schedule import batch_rows_at, lr_at
 from llmforge.pretrain.spike import SpikeGuard
 from llmforge.recipe import Recipe
+from llmforge.stop_signal import StopSignal
 
 __all__ = ["METRICS_FILE", "Outcome", "pretrain"]
 

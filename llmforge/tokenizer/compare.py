@@ -17,11 +17,11 @@ import numpy as np
 
 from llmforge.artifacts import MANIFEST, TOKENS_DIR
 from llmforge.artifacts.dataset import iter_documents
+from llmforge.artifacts.split import is_val
 from llmforge.artifacts.tokens import INDEX
 from llmforge.console import UserError
 from llmforge.tokenizer.config import TokenizerConfig
 from llmforge.tokenizer.encode import load_tokenizer_file
-from llmforge.tokenizer.split import is_val
 
 LONG_TOKEN_BYTES = 8
 BATCH_DOCS = 256

@@ -1,7 +1,7 @@
 """Encode a `dataset` artifact into a `tokens` artifact (contract: `llmforge.artifacts.tokens`).
 
 Each dataset shard is one work unit, encoded into `train/NNNNN.bin` and `val/NNNNN.bin` (EOS after every
-document, val chosen by a hash of the origin document's id: `llmforge.tokenizer.split`). Finished units are
+document, val chosen by a hash of the origin document's id: `llmforge.artifacts.split`). Finished units are
 kept in a staging directory beside the output, so a re-run after a crash redoes only the unfinished ones and
 produces the same bytes; the artifact appears atomically once every unit is done.
 
@@ -26,10 +26,10 @@ import numpy as np
 
 from llmforge.artifacts import atomic_dir, require, write_json, write_manifest
 from llmforge.artifacts.dataset import dataset_files, iter_shard
+from llmforge.artifacts.split import is_val, split_record
 from llmforge.artifacts.tokens import FORMAT_VERSION, INDEX, SPLITS, dtype_for_vocab
 from llmforge.console import UserError, progress, rate_text, warn
 from llmforge.tokenizer.config import sentinel_token
-from llmforge.tokenizer.split import is_val, split_record
 
 BATCH_DOCS = 512
 DONE_DIR = "done"

@@ -12,10 +12,10 @@ from typing import Any
 
 from llmforge.artifacts import TIMINGS, atomic_dir, require, write_json, write_manifest
 from llmforge.artifacts.dataset import iter_documents
+from llmforge.artifacts.split import is_val
 from llmforge.console import UserError, progress, rate_text
 from llmforge.tokenizer.build import finish, new_tokenizer
 from llmforge.tokenizer.config import TokenizerConfig
-from llmforge.tokenizer.split import is_val
 
 REPORT = "report.json"
 

@@ -1,0 +1,446 @@
+"""Supervised instruction tuning of a causal LM with trl's SFTTrainer: full-parameter, LoRA or QLoRA.
+
+The stage prepares what trl does not decide: which examples (finetune/instruct_data.py: formats, mixtures,
+held-out split, exemplars and chain of thought), how they are rendered (the chat template, role tokens added
+with mean-initialised embeddings), which tokens train and what happens to examples longer than `max_len`
+(finetune/sft_tokenize.py). trl then pads or packs (best-fit decreasing, padding-free: each packed example
+keeps its own positions and attends only to itself), trains, evaluates and checkpoints.
+
+Layout under `finetune.out` (default `<run dir>/finetune`):
+  trainer/checkpoint-N/   trl/transformers checkpoints for resume (optimizer, scheduler, RNG, data position)
+  trainer/run.json        what the run trains on; a re-run resumes only when it is unchanged
+  trainer/metrics.jsonl   one line per logged step, rewound to the checkpoint on resume
+  checkpoint/             the result: a `checkpoint` artifact (a full HF model, or a LoRA adapter + tokenizer)
+  report/                 results.json, metrics.jsonl, loss.png
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmforge.artifacts import atomic_dir, ensure_writable, write_json, write_manifest
+from llmforge.artifacts.model_dir import ENCODER_TYPES, model_config
+from llmforge.console import UserError, info
+from llmforge.finetune.config import InstructConfig
+from llmforge.finetune.instruct_data import InstructionData, load_instruction_data
+from llmforge.generation import chat_template as templates
+
+TRAINER_DIR = "trainer"
+CHECKPOINT_DIR = "checkpoint"
+REPORT_DIR = "report"
+RUN_FILE = "run.json"
+METRICS = "metrics.jsonl"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+@dataclass
+class Job:
+    """Everything checked before the model's weights are loaded."""
+
+    recipe: Any
+    cfg: InstructConfig
+    seed: int
+    out: Path
+    base_config: dict[str, Any]
+    template: templates.ChatTemplate
+    data: InstructionData
+    fingerprint: str
+    resume_from: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trainer_dir(self) -> Path:
+        return self.out / TRAINER_DIR
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.cfg.base, *self.data.inputs]
+
+
+# ------------------------------------------------------------------------------------------- checks
+
+
+def prepare(recipe: Any, *, fresh: bool = False) -> Job:
+    """Check the base, the template, the data and the output folder (UserError → exit 2) before any weights
+    load; decide whether the run resumes."""
+    cfg = recipe.table("finetune")
+    if not isinstance(cfg, InstructConfig):
+        raise UserError(f"finetune.task = {cfg.task!r}; `finetune sft` needs task = 'instruction'")
+    seed = recipe.run.seed if cfg.seed is None else cfg.seed
+    base_config = check_causal_base(cfg.base, cfg.max_len)
+    if cfg.method == "qlora":
+        from llmforge.finetune.adapters import check_qlora_available
+
+        check_qlora_available()
+    template = templates.resolve(cfg.chat_template, _tokenizer_template(Path(cfg.base)))
+    if cfg.loss_on == "completion":
+        templates.require_generation_markers(template)
+    out = Path(cfg.out) if cfg.out else recipe.run_dir / "finetune"
+    ensure_writable(out)
+    data = load_instruction_data(cfg, seed)
+    job = Job(recipe, cfg, seed, out, base_config, template, data, _fingerprint(recipe, cfg, data))
+    job.resume_from = _resume_point(job, fresh)
+    return job
+
+
+def check_causal_base(path: str | Path, max_len: int) -> dict[str, Any]:
+    """config.json of a causal-LM dir with weights and a tokenizer; UserError naming what is not."""
+    path = Path(path)
+    where = f"finetune.base: {path}"
+    if not path.is_dir():
+        raise UserError(f"{where}: no such directory (expected a checkpoint or a Hugging Face causal-LM dir)")
+    try:
+        config = model_config(path)
+    except UserError as e:
+        raise UserError(f"finetune.base: {e}") from None
+    if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
+        raise UserError(f"{where}: no weights (*.safetensors or pytorch_model.bin)")
+    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+        raise UserError(f"{where}: no tokenizer (tokenizer.json / tokenizer_config.json); save it there")
+    model_type = config.get("model_type")
+    if model_type in ENCODER_TYPES or config.get("is_encoder_decoder") is True:
+        raise UserError(
+            f"{where}: model_type {model_type!r} is not a causal LM; instruction tuning needs a decoder "
+            "(e.g. our llama/gpt2/gpt-neox pretrain output); encoders are fine-tuned by `finetune classify`"
+        )
+    positions = config.get("max_position_embeddings") or config.get("n_positions")
+    if isinstance(positions, int) and max_len > positions:
+        raise UserError(
+            f"finetune.max_len = {max_len}: above the base model's context ({positions} positions)"
+        )
+    return config
+
+
+def _tokenizer_template(base: Path) -> str | None:
+    """The chat template the base's tokenizer files carry (tokenizer_config.json or chat_template.jinja)."""
+    jinja = base / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    f = base / "tokenizer_config.json"
+    if f.is_file():
+        try:
+            template = json.loads(f.read_text(encoding="utf-8")).get("chat_template")
+        except (OSError, ValueError):
+            return None
+        return template if isinstance(template, str) else None
+    return None
+
+
+def _fingerprint(recipe: Any, cfg: InstructConfig, data: InstructionData) -> str:
+    """What a resumed run must share with the one that wrote the checkpoint: the finetune table (output and
+    stopping keys aside) and the data's content."""
+    table = cfg.model_dump(mode="json", exclude={"out", "early_stopping", "keep_last"})
+    digest = hashlib.sha256(json.dumps(table, sort_keys=True).encode())
+    for ex in (*data.train, *data.val):
+        digest.update(json.dumps(ex.messages, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _resume_point(job: Job, fresh: bool) -> Path | None:
+    final = job.out / CHECKPOINT_DIR
+    if fresh:
+        return None
+    if (final / "manifest.json").is_file() and not job.trainer_dir.is_dir():
+        raise UserError(
+            f"{final}: this fine-tune already finished; pass --fresh to train again (it replaces the result) "
+            "or set finetune.out to another folder"
+        )
+    checkpoints = complete_checkpoints(job.trainer_dir)
+    if not checkpoints:
+        return None
+    run_file = job.trainer_dir / RUN_FILE
+    recorded = json.loads(run_file.read_text()).get("fingerprint") if run_file.is_file() else None
+    if recorded != job.fingerprint:
+        raise UserError(
+            f"{job.trainer_dir}: its checkpoints were trained with another [finetune] table or other data; "
+            "pass --fresh to start over, or set finetune.out to another folder"
+        )
+    return checkpoints[-1]
+
+
+def complete_checkpoints(trainer_dir: Path) -> list[Path]:
+    """checkpoint-N folders whose trainer_state.json (written last by transformers) exists, by step."""
+    found = [
+        p
+        for p in trainer_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class Outcome:
+    results: dict[str, Any]
+    interrupted: int = 0  # the signal that stopped the run (it checkpointed first), else 0
+
+
+def run_sft(recipe: Any, *, fresh: bool = False) -> Outcome:
+    job = prepare(recipe, fresh=fresh)
+    if fresh and job.out.exists():
+        shutil.rmtree(job.out)
+    _quiet_libraries()
+    model, tokenizer, added = load_model(job)
+    from llmforge.finetune.sft_tokenize import tokenize_split
+
+    splits = {
+        name: tokenize_split(
+            examples,
+            tokenizer,
+            template_name=job.template.name,
+            loss_on=job.cfg.loss_on,
+            max_len=job.cfg.max_len,
+            on_too_long=job.cfg.on_too_long,
+            split=name,
+        )
+        for name, examples in (("train", job.data.train), ("val", job.data.val))
+    }
+    if not splits["train"].rows:
+        raise UserError("finetune: no training example is left after on_too_long; raise finetune.max_len")
+    if not splits["val"].rows:
+        raise UserError("finetune: no validation example is left after on_too_long; raise finetune.max_len")
+    model = wrap_adapter(job, model, tokenizer, added)
+    plan = describe_plan(job, model)
+    trainer = build_trainer(job, model, tokenizer, splits)
+    from llmforge.finetune.sft_callback import Progress
+    from llmforge.stop_signal import StopSignal
+
+    started = time.perf_counter()
+    with StopSignal() as stop:
+        trainer.add_callback(Progress(job.trainer_dir / METRICS, stop, job.resume_from))
+        trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    seconds = time.perf_counter() - started
+    if stop.signum:
+        step = trainer.state.global_step
+        info(f"[yellow]stopped[/] at step {step} (checkpoint saved); run the same command to resume")
+        return Outcome({"stopped_at_step": step}, interrupted=stop.signum)
+    return Outcome(finish(job, trainer, tokenizer, splits, plan, added, seconds))
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
+def load_model(job: Job) -> tuple[Any, Any, list[str]]:
+    """(model, tokenizer with the chat template installed, role tokens added)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = job.cfg.base
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"finetune.base: {base}: tokenizer does not load ({e})") from None
+    kwargs: dict[str, Any] = {}
+    if job.cfg.method == "qlora":
+        from llmforge.finetune.adapters import quantization_config
+
+        kwargs["quantization_config"] = quantization_config(job.cfg.lora)
+        kwargs["device_map"] = {"": 0}
+    torch.manual_seed(job.seed)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+        raise UserError(f"finetune.base: {base}: model does not load ({e})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # labels come from the template masks, so EOS still trains
+    added = templates.install(tokenizer, model, job.template)
+    if added:
+        info(f"added role tokens {', '.join(added)} (embedding rows initialised to the mean)")
+    model.generation_config.eos_token_id = templates.stop_token_ids(tokenizer, job.template)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, added
+
+
+def wrap_adapter(job: Job, model: Any, tokenizer: Any, added: list[str]) -> Any:
+    if job.cfg.method == "full":
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from llmforge.finetune.adapters import check_targets, peft_config
+
+    check_targets(model, job.cfg.lora)
+    if job.cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(model, job.cfg.gradient_checkpointing)
+    return get_peft_model(model, peft_config(job.cfg.lora, model, tokens_added=bool(added)))
+
+
+def use_bf16(job: Job) -> bool:
+    import torch
+
+    if job.cfg.precision == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return job.cfg.precision == "bf16"
+
+
+def describe_plan(job: Job, model: Any) -> dict[str, Any]:
+    from llmforge.console import human_bytes, summary_table
+    from llmforge.finetune.adapters import parameter_counts, planned_memory
+
+    trainable, total = parameter_counts(model)
+    memory = planned_memory(job.cfg, model.config, trainable, total, use_bf16(job))
+    plan = {"trainable_params": trainable, "total_params": total, "planned_memory": memory}
+    summary_table(
+        f"finetune plan ({job.cfg.method})",
+        {
+            "trainable / total params": f"{trainable:,} / {total:,} ({100 * trainable / total:.2f}%)",
+            **{f"planned {k.replace('_', ' ')}": human_bytes(v) for k, v in memory.items()},
+        },
+    )
+    return plan
+
+
+def build_trainer(job: Job, model: Any, tokenizer: Any, splits: dict) -> Any:
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = job.cfg
+    bf16 = use_bf16(job)
+    args = SFTConfig(
+        output_dir=str(job.trainer_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_every,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.keep_last,
+        load_best_model_at_end=cfg.early_stopping is not None,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        seed=job.seed,
+        data_seed=job.seed,
+        bf16=bf16,
+        fp16=cfg.precision == "fp16",
+        use_cpu=not _cuda(),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        max_length=cfg.max_len,
+        packing=cfg.packing,
+        packing_strategy="bfd",
+        report_to="none",
+        disable_tqdm=True,
+        dataset_num_proc=None,
+    )
+    callbacks = [EarlyStoppingCallback(cfg.early_stopping)] if cfg.early_stopping else []
+    job.trainer_dir.mkdir(parents=True, exist_ok=True)
+    write_json(job.trainer_dir / RUN_FILE, {"fingerprint": job.fingerprint})
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(splits["train"].rows),
+        eval_dataset=Dataset.from_list(splits["val"].rows),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def finish(
+    job: Job, trainer: Any, tokenizer: Any, splits: dict, plan: dict, added: list[str], seconds: float
+) -> dict:
+    from llmforge.finetune.sft_report import history, write_report
+    from llmforge.metrics_log import peak_memory_bytes
+
+    rows = history(job.trainer_dir / METRICS)
+    evals = [r for r in rows if "eval_loss" in r]
+    if not evals or evals[-1]["step"] != trainer.state.global_step:
+        final_eval = trainer.evaluate()
+        rows.append({"step": trainer.state.global_step, **final_eval})
+        evals.append(rows[-1])
+    train_losses = [r["loss"] for r in rows if "loss" in r]
+    stats = {
+        "task": "instruction",
+        "method": job.cfg.method,
+        "base": str(Path(job.cfg.base).resolve()),
+        "chat_template": {"name": job.template.name, "source": job.template.source, "added_tokens": added},
+        "steps": trainer.state.global_step,
+        "val_loss": evals[-1]["eval_loss"],
+        "best_val_loss": min(r["eval_loss"] for r in evals),
+        "trainable_params": plan["trainable_params"],
+        "total_params": plan["total_params"],
+        "train": splits["train"].summary(),
+        "val": splits["val"].summary(),
+        "data": job.data.stats,
+    }
+    checkpoint = write_checkpoint(job, trainer, tokenizer, stats)
+    results = {
+        **{k: v for k, v in stats.items() if k not in ("chat_template",)},
+        "chat_template": job.template.name,
+        "added_tokens": added,
+        "first_val_loss": evals[0]["eval_loss"],
+        "first_train_loss": train_losses[0] if train_losses else None,
+        "last_train_loss": train_losses[-1] if train_losses else None,
+        "planned_memory": plan["planned_memory"],
+        "peak_memory": peak_memory_bytes(),
+        "seconds": seconds,
+        "samples_per_s": _last(rows, "train_samples_per_second"),
+        "checkpoint": str(checkpoint),
+    }
+    results["report"] = str(
+        write_report(job.out / REPORT_DIR, results, rows, checkpoint, job.recipe.to_dict())
+    )
+    shutil.rmtree(
+        job.trainer_dir, ignore_errors=True
+    )  # the result is whole; resume state is no longer needed
+    return results
+
+
+def _last(rows: list[dict], key: str) -> Any:
+    for r in reversed(rows):
+        if key in r:
+            return r[key]
+    return None
+
+
+def write_checkpoint(job: Job, trainer: Any, tokenizer: Any, stats: dict) -> Path:
+    """The tuned model as a `checkpoint` artifact: a full HF model dir, or (LoRA) peft's adapter files with the
+    base recorded; both with the tokenizer (chat template, role tokens) and a manifest whose inputs are the
+    base and the data files with their hashes."""
+    path = job.out / CHECKPOINT_DIR
+    model = trainer.model
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        generation = getattr(model, "generation_config", None) or model.get_base_model().generation_config
+        generation.save_pretrained(tmp)
+        variant = "full" if job.cfg.method == "full" else "lora-adapter"
+        write_manifest(
+            tmp,
+            "checkpoint",
+            recipe=job.recipe.to_dict(),
+            inputs=job.inputs,
+            stats={**stats, "variant": variant},
+        )
+    return path

@@ -75,6 +75,7 @@ def build_base(out: Path, *, n_layers: int, d_model: int, n_heads: int, ffn_dim:
             "num_hidden_layers": n_layers,
             "num_attention_heads": n_heads,
             "num_key_value_heads": n_heads,
+            "head_dim": d_model // n_heads,  # the small config's value would otherwise stay
         }
     )
     torch.manual_seed(SEED)

@@ -254,3 +254,21 @@ def error_boundary() -> Iterator[None]:
             soft_wrap=True,
         )
         raise SystemExit(EXIT_RUNTIME) from None
+
+
+def quiet_hf_libraries() -> None:
+    """Silence transformers/datasets/peft notices and per-file progress bars: the stages report progress and
+    problems themselves (imported lazily: the CLI starts without them)."""
+    import logging
+    import warnings
+
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    # peft warns on every save of an adapter whose embedding trains (role tokens added): that is intended
+    warnings.filterwarnings("ignore", message=".*save_embedding_layers.*")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -11,13 +11,41 @@ from typing import Any
 
 
 def peak_memory_bytes() -> int:
-    """Peak allocated GPU memory, or the process's peak resident set size on CPU."""
+    """Peak allocated GPU memory, or the process's peak resident set size on CPU (since the last
+    `reset_peak_memory` where the OS allows a reset: Linux's VmHWM)."""
     import torch
 
     if torch.cuda.is_available():
         return int(torch.cuda.max_memory_allocated())
+    hwm = _vm_hwm()
+    if hwm is not None:
+        return hwm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def reset_peak_memory() -> None:
+    """Start the peak over (GPU: torch's counter; Linux: VmHWM via /proc/self/clear_refs), so a stage can report
+    the peak of its training loop rather than of loading and preparing."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _vm_hwm() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 class MetricsLog:

@@ -484,8 +484,28 @@ def test_mixture_with_weights_3_to_1(tmp_path):
 def test_deterministic_for_a_seed(tmp_path):
     a = with_val(tmp_path, pc_rows(30, "a"), weight=2.0, name="a")
     cfg = config(
-        a, {"path": str(write_jsonl(tmp_path / "b.jsonl", pc_rows(25, "b"))), "exemplars": 1}, mixture_rows=70
+        a,
+        {"path": str(write_jsonl(tmp_path / "b.jsonl", pc_rows(25, "b"))), "exemplars": 1, "weight": 1.0},
+        mixture_rows=70,
     )
     one, two = load_instruction_data(cfg, 7), load_instruction_data(cfg, 7)
     assert one.train == two.train and one.val == two.val and one.stats == two.stats
     assert load_instruction_data(cfg, 8).train != one.train
+
+
+def test_without_weights_every_train_row_counts_once(tmp_path):
+    """No weights: the mixture is each dataset in proportion to its rows, so a big set is not cut to an even
+    share and a small one is not repeated."""
+    big = {
+        "path": str(write_jsonl(tmp_path / "big.jsonl", pc_rows(40, "big"))),
+        "val_path": str(write_jsonl(tmp_path / "bv.jsonl", pc_rows(2, "bv"))),
+    }
+    small = {
+        "path": str(write_jsonl(tmp_path / "small.jsonl", pc_rows(8, "small"))),
+        "val_path": str(write_jsonl(tmp_path / "sv.jsonl", pc_rows(2, "sv"))),
+    }
+    data = load_instruction_data(config(big, small), 0)
+    assert [s["mixture_rows"] for s in data.stats] == [40, 8]
+    assert [s["repeats"] for s in data.stats] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="give every dataset a weight, or none"):
+        config({**big, "weight": 2.0}, small)

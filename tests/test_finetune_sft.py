@@ -106,6 +106,22 @@ def test_chatml_renders_the_expected_text_and_adds_role_tokens_with_mean_rows(to
     assert (emb[: old.shape[0]] - old).abs().max() == 0  # old rows untouched
 
 
+def test_role_tokens_of_a_padded_vocabulary_take_spare_rows_set_to_the_trained_mean(tok_model):
+    """gpt-neox/Qwen pad the embedding past the tokenizer; new tokens land on those untrained rows, which must
+    be set to the mean of the trained rows (not left random, not averaged in)."""
+    tok, model = tok_model
+    known = len(tok)
+    model.resize_token_embeddings(known + 8, mean_resizing=False)  # 8 spare rows
+    with __import__("torch").no_grad():
+        model.get_input_embeddings().weight[known:] = 100.0  # untrained padding rows, far off
+    ct.install(tok, model, ct.BUILTIN["chatml"])
+    emb = model.get_input_embeddings().weight
+    assert emb.shape[0] == known + 8  # no growth: the ids fit
+    mean = emb[:known].mean(dim=0)
+    for token in ("<|im_start|>", "<|im_end|>"):
+        assert (emb[tok.convert_tokens_to_ids(token)] - mean).abs().max() < 1e-6
+
+
 def test_llama_template_puts_the_system_prompt_in_the_first_instruction(tok_model):
     tok, _ = tok_model
     ct.install(tok, None, ct.BUILTIN["llama"])
@@ -148,6 +164,31 @@ def test_prompt_tokens_are_ignored_and_the_end_of_turn_is_trained(tok_model):
     assert everything == ids
 
 
+def test_a_reply_that_merges_with_the_template_newline_is_tokenized_as_generation_sees_it():
+    """Byte-level BPE trained on code merges "\n" with the indentation that follows, so a reply starting with
+    spaces fuses with the newline after the assistant role: the prompt alone would tokenize differently from
+    the prompt inside the conversation (the tuned model then never sees, in training, the prompt it is given
+    at generation, and answers with EOS at once). The encoding keeps the prompt's own tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    code = ["def f(x):\n    return x + 1\n", "if x:\n    y = 2\n"] * 200
+    bpe.train_from_iterator(code, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))  # fmt: skip
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    ct.install(tok, None, ct.BUILTIN["chatml"])
+    messages = conversation("Body of f:", "    return x + 1\n")
+    prompt = tok.apply_chat_template(messages[:1], add_generation_prompt=True, return_dict=True)["input_ids"]
+    whole = tok.apply_chat_template(messages, return_dict=True)["input_ids"]
+    assert whole[: len(prompt)] != prompt  # the trap is real with this tokenizer
+    ids, labels = encode(tok, messages, loss_on="completion")
+    assert ids[: len(prompt)] == prompt and labels[: len(prompt)] == [-100] * len(prompt)
+    assert tok.decode([t for t in labels if t != -100]) == "    return x + 1\n<|im_end|>"
+
+
 def test_pad_equal_to_eos_still_trains_the_eos_that_ends_each_answer(tok_model):
     """The tiny base has pad = eos; the llama template ends replies with that EOS, and it must be a label."""
     tok, model = tok_model
@@ -155,6 +196,20 @@ def test_pad_equal_to_eos_still_trains_the_eos_that_ends_each_answer(tok_model):
     ct.install(tok, model, ct.BUILTIN["llama"])
     ids, labels = encode(tok, conversation("Q", "yes"), loss_on="completion")
     assert ids[-1] == tok.eos_token_id and labels[-1] == tok.eos_token_id
+    # and trl's collator, which pads with that same id, keeps it as a label (padding is masked by position)
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    short = encode(tok, conversation("Q", "no"), loss_on="completion")
+    rows = [{"input_ids": i, "labels": la} for i, la in ((ids, labels), short)]
+    args = SFTConfig(output_dir="/tmp/unused", use_cpu=True, bf16=False, report_to="none", max_length=64,
+                     per_device_train_batch_size=2, dataset_num_proc=None)  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    for row_labels, row_mask in zip(batch["labels"], batch["attention_mask"], strict=True):
+        real = row_labels[row_mask.bool()].tolist()
+        assert real[-1] == tok.eos_token_id  # the answer's EOS is trained
+        assert (row_labels[~row_mask.bool()] == -100).all()  # the padding (same id) is not
 
 
 class Row:
@@ -169,7 +224,7 @@ def test_on_too_long_truncates_drops_or_stops_and_counts(tok_model):
     common = dict(template_name="chatml", loss_on="completion", max_len=24, split="train")
     kept = tokenize_split(rows, tok, on_too_long="truncate", **common)
     # row 2's prompt fills max_len: nothing left to train, so it goes; row 3 keeps the start of its answer
-    assert (kept.truncated, kept.dropped_untrained, len(kept.rows)) == (2, 1, 2)
+    assert (kept.truncated, kept.dropped_untrained, len(kept.rows)) == (1, 1, 2)
     assert all(len(r["input_ids"]) <= 24 for r in kept.rows)
     dropped = tokenize_split(rows, tok, on_too_long="drop", **common)
     assert (dropped.dropped_too_long, len(dropped.rows)) == (2, 1)
@@ -335,12 +390,39 @@ def test_resume_continues_the_step_count_and_ends_where_an_uninterrupted_run_end
     stopped = _run_until(sft_module, recipe, stop_at=6)
     assert stopped.interrupted and stopped.results["stopped_at_step"] == 6
     assert [p.name for p in sorted(trainer.glob("checkpoint-*"))] == ["checkpoint-6"]
-    resumed = run(recipe).results
+    counted = _count_steps(sft_module)
+    try:
+        resumed = run(recipe).results
+    finally:
+        sft_module.build_trainer = counted.original
+    assert counted.first_step == 6 and counted.steps == 6  # it went on from step 6, it did not start over
     assert resumed["steps"] == 12
     assert resumed["val_loss"] == pytest.approx(straight["val_loss"], rel=1e-6)
     lines = [json.loads(x) for x in (Path(resumed["report"]) / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in lines if "loss" in r]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) == 12  # one line per step, none twice
+
+
+def _count_steps(sft_module):
+    """Patch the trainer factory so the next run records the step it starts at and the steps it trains."""
+    from transformers import TrainerCallback
+
+    class Count(TrainerCallback):
+        first_step, steps, original = None, 0, sft_module.build_trainer
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            Count.first_step = state.global_step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            Count.steps += 1
+
+    def counting(*a, **kw):
+        trainer = Count.original(*a, **kw)
+        trainer.add_callback(Count())
+        return trainer
+
+    sft_module.build_trainer = counting
+    return Count
 
 
 def _run_until(sft_module, recipe: Path, stop_at: int):
@@ -401,3 +483,51 @@ def test_a_finished_run_is_not_silently_retrained(tmp_path, base):
     with pytest.raises(UserError, match="already finished; pass --fresh"):
         run(recipe)
     assert run(recipe, fresh=True).results["steps"] == 2
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_and_keeps_the_best_evaluation(tmp_path, base):
+    """An LR far too high makes the val loss rise after the first evaluation: with patience 1 the run stops
+    two evaluations in, and its result is the best evaluation's model, not the last one."""
+    recipe = recipe_file(tmp_path, base, lr=0.5, max_steps=40, eval_every=2, early_stopping=1)
+    results = run(recipe).results
+    assert results["early_stopped"] and results["steps"] < 40
+    assert results["val_loss"] == results["best_val_loss"]
+    evals = [json.loads(x) for x in (Path(results["report"]) / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if "eval_loss" in r]
+    best = min(evals, key=lambda r: r["eval_loss"])
+    assert results["result_step"] == best["step"] < evals[-1]["step"]
+
+
+def test_a_dataset_that_no_example_of_fits_is_an_error_naming_it(tmp_path, base):
+    long = write_jsonl(
+        tmp_path / "long.jsonl", [{"prompt": f"{i} " + "word " * 80, "completion": "x"} for i in range(4)]
+    )
+    long_val = write_jsonl(tmp_path / "long_val.jsonl", [{"prompt": "v " + "word " * 80, "completion": "x"}])
+    recipe = recipe_file(tmp_path, base, on_too_long="drop")
+    text = recipe.read_text() + f'\n[[finetune.datasets]]\npath = "{long}"\nval_path = "{long_val}"\n'
+    recipe.write_text(text)
+    with pytest.raises(
+        UserError,
+        match=r"finetune.datasets \(long\): none of its 4 train examples fits finetune.max_len = 64",
+    ):
+        run(recipe)
+
+
+@pytest.mark.slow
+def test_resuming_with_another_table_names_what_changed(tmp_path, base):
+    from llmforge.finetune import sft as sft_module
+
+    recipe = recipe_file(tmp_path, base, save_every=2, eval_every=2)
+    assert _run_until(sft_module, recipe, stop_at=2).interrupted
+    with pytest.raises(UserError, match="its checkpoints were trained with other lr; pass --fresh"):
+        run(recipe, "finetune.lr=1e-4")
+
+
+@pytest.mark.slow
+def test_sft_json_prints_only_json_on_stdout(tmp_path, base, cli):
+    recipe = recipe_file(tmp_path, base, max_steps=2, eval_every=2)
+    r = cli("finetune", "sft", str(recipe), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = json.loads(r.stdout)
+    assert results["steps"] == 2 and results["trainable_params"] > 0

@@ -117,46 +117,57 @@ def quantization_config(lora: LoraConfig) -> Any:
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameters; tied weights counted once."""
+    """(trainable, total) parameters, tied weights once. A trained copy of a module (peft's modules_to_save)
+    counts as trainable but not again in the total, which is the base model plus the adapters."""
     seen: set[int] = set()
     trainable = total = 0
-    for p in model.parameters():
+    for name, p in model.named_parameters(remove_duplicate=False):
         if id(p) in seen:
             continue
         seen.add(id(p))
         n = p.numel() * (2 if p.__class__.__name__ == "Params4bit" else 1)  # 4-bit storage packs 2 per byte
-        total += n
+        total += 0 if "modules_to_save" in name else n
         trainable += n if p.requires_grad else 0
     return trainable, total
 
 
-def planned_memory(cfg: InstructConfig, model_config: Any, trainable: int, total: int, bf16: bool) -> dict:
-    """Bytes the choice should need, before anything runs: frozen and trained weights, gradients and AdamW's
-    two moments for the trained parameters only (the PEFT saving), and activations per micro-batch.
+def lora_input_features(model: Any) -> int:
+    """Sum of the input widths of the layers carrying a LoRA adapter (0 for a plain model)."""
+    return sum(m.in_features for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "in_features"))
 
-    Activations per layer follow Korthikanti et al. 2022 (Eq. 2, 16-bit): s·b·h·(34 + 5·a·s/h) bytes, doubled
-    for fp32; LoRA keeps them (gradients still flow through the frozen layers), gradient checkpointing keeps
-    only each layer's input (2·s·b·h). An estimate: allocator slack and the logits are not counted."""
-    weight_bytes = (
-        0.5 if cfg.method == "qlora" and cfg.lora.bits == 4 else (1 if cfg.method == "qlora" else 4)
-    )
-    if bf16 and cfg.method != "qlora":
-        weight_bytes = 4  # mixed precision keeps fp32 weights and autocasts
-    frozen = (total - trainable) * weight_bytes
-    trained = trainable * 4
-    grads = trainable * 4
-    adam = trainable * 8
+
+def planned_memory(
+    cfg: InstructConfig, model_config: Any, trainable: int, total: int, model: Any, half: bool
+) -> dict:
+    """Bytes the choice should need, before anything runs: frozen and trained weights, gradients and AdamW's
+    two fp32 moments for the trained parameters only (the PEFT saving), and activations per micro-batch.
+
+    - Activations per layer follow Korthikanti et al. 2022 (Eq. 2, 16-bit): s·b·h·(34 + 5·a·s/h) bytes, doubled
+      for fp32; gradient checkpointing keeps only each layer's input (2·s·b·h). LoRA keeps them all (gradients
+      still flow through the frozen layers) and adds, with dropout, a copy of each adapted layer's input and
+      its mask (s·b·in·(4 + 1) bytes).
+    - The logits: s·b·V in fp32, about three copies (logits, log-softmax, gradient).
+    An estimate: allocator slack, the tokenizer and framework buffers are not counted."""
     s, b = cfg.max_len, cfg.batch_size
-    h = int(getattr(model_config, "hidden_size", 0) or getattr(model_config, "d_model", 0) or 0)
+    if cfg.method == "qlora":
+        frozen_bytes = 0.5 if cfg.lora.bits == 4 else 1.0
+    else:
+        frozen_bytes = 2.0 if cfg.method == "lora" and half else 4.0
+    h = int(getattr(model_config, "hidden_size", 0) or getattr(model_config, "n_embd", 0) or 0)
     a = int(getattr(model_config, "num_attention_heads", 0) or getattr(model_config, "n_head", 0) or 1)
     layers = int(getattr(model_config, "num_hidden_layers", 0) or getattr(model_config, "n_layer", 0) or 0)
+    vocab = int(getattr(model_config, "vocab_size", 0) or 0)
     per_layer = 2 * s * b * h if cfg.gradient_checkpointing else s * b * h * (34 + 5 * a * s / max(h, 1))
-    activations = per_layer * layers * (1 if bf16 else 2)
-    return {
-        "weights_frozen": frozen,
-        "weights_trained": trained,
-        "gradients": grads,
-        "optimizer_states": adam,
+    activations = per_layer * layers * (1 if half else 2)
+    if cfg.method != "full" and cfg.lora.dropout > 0:
+        activations += s * b * lora_input_features(model) * 5
+    logits = 3 * s * b * vocab * 4
+    parts = {
+        "weights_frozen": (total - trainable) * frozen_bytes,
+        "weights_trained": trainable * 4,
+        "gradients": trainable * 4,
+        "optimizer_states": trainable * 8,
         "activations": activations,
-        "total": frozen + trained + grads + adam + activations,
+        "logits": logits,
     }
+    return {**parts, "total": sum(parts.values())}

@@ -70,7 +70,7 @@ class InstructDataset(Table):
     val_path: RecipePathOrName | None = None  # its held-out rows; without it, val_fraction are held out
     format: Literal["auto", "prompt_completion", "alpaca", "messages"] = "auto"
     fields: dict[str, str] = Field(default_factory=dict)  # role → column, e.g. {prompt = "question"}
-    weight: float = Field(1.0, gt=0)  # share of the training mixture (normalised over the datasets)
+    weight: float | None = Field(None, gt=0)  # share of the mixture (normalised); unset everywhere: by size
     max_rows: int | None = Field(None, ge=1)  # read at most this many rows (the file's first ones)
     exemplars: int = Field(0, ge=0)  # k solved train rows prepended to each prompt (few-shot)
     cot: bool = True  # keep the reasoning in completions and exemplars; false needs answer_marker
@@ -125,7 +125,9 @@ class InstructConfig(Table):
     datasets: list[InstructDataset] = Field(min_length=1)
     val_fraction: float = Field(0.05, gt=0, lt=1)  # held out of each dataset without val_path
     mixture_rows: int | None = Field(None, ge=1)  # training rows per epoch; default: all train rows
-    chat_template: RecipePathOrName = Field("tokenizer", min_length=1)  # "tokenizer" | "chatml" | "llama" | a .jinja file
+    chat_template: RecipePathOrName = Field(
+        "tokenizer", min_length=1
+    )  # "tokenizer" | "chatml" | "llama" | a .jinja file
     system_prompt: str | None = None
     loss_on: Literal["completion", "all"] = "completion"  # completion: assistant tokens only
     packing: bool = False  # several short examples per row, no attention across their boundaries
@@ -137,7 +139,7 @@ class InstructConfig(Table):
     max_steps: int | None = Field(None, ge=1)  # overrides epochs
     lr: float = Field(1e-4, gt=0)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)  # of all optimizer steps
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1)  # per device
     grad_accum: int = Field(1, ge=1)
@@ -157,6 +159,13 @@ class InstructConfig(Table):
             raise ValueError('[finetune.lora] applies only with method = "lora" or "qlora"')
         if self.early_stopping is not None and self.save_every not in (None, self.eval_every):
             raise ValueError("early_stopping needs save_every = eval_every (the best eval must be saved)")
+        weighted = [d.weight is not None for d in self.datasets]
+        if any(weighted) and not all(weighted):
+            raise ValueError(
+                "datasets: give every dataset a weight, or none (then each counts in proportion to its rows)"
+            )
+        if "bits" in self.lora.model_fields_set and self.method != "qlora":
+            raise ValueError('finetune.lora.bits applies only with method = "qlora" (the quantised base)')
         names = [d.name for d in self.datasets if d.name]
         if len(names) != len(set(names)):
             raise ValueError("datasets: two datasets share a name; give each a different `name`")

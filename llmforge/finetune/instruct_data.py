@@ -46,7 +46,10 @@ def load_instruction_data(cfg: InstructConfig, seed: int) -> InstructionData:
     """Every dataset of `cfg` read, split, transformed and mixed (see the module docstring)."""
     names = dataset_names(cfg.datasets)
     sets = [_prepare(i, ds, names[i], cfg, seed) for i, ds in enumerate(cfg.datasets)]
-    counts = mixture_counts([d.weight for d in cfg.datasets], [len(s.train) for s in sets], cfg.mixture_rows)
+    sizes = [len(s.train) for s in sets]
+    # no weights given: each dataset in proportion to its size (every train row once per epoch)
+    weights = [d.weight for d in cfg.datasets] if cfg.datasets[0].weight is not None else sizes
+    counts = mixture_counts(weights, sizes, cfg.mixture_rows)
     train: list[Example] = []
     for i, (s, count) in enumerate(zip(sets, counts, strict=True)):
         s.mixture_rows = count

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.artifacts import atomic_dir, ensure_writable, require, write_manifest
-from llmforge.console import UserError, info
+from llmforge.console import UserError, info, quiet_hf_libraries
 
 ADAPTER_CONFIG = "adapter_config.json"
 MERGE_TOLERANCE = 1e-3  # absolute, on logits of order 1–10 in fp32
@@ -42,6 +42,7 @@ def merge_adapter(adapter: str | Path, out: str | Path) -> dict[str, Any]:
     manifest = require(adapter, "checkpoint")
     require_adapter(adapter)
     ensure_writable(out)
+    quiet_hf_libraries()
     model, tokenizer = load_adapter_model(adapter)
     probe = torch.tensor([tokenizer(PROBE)["input_ids"]])
     with torch.no_grad():

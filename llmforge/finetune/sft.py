@@ -26,7 +26,7 @@ from typing import Any
 
 from llmforge.artifacts import atomic_dir, ensure_writable, write_json, write_manifest
 from llmforge.artifacts.model_dir import ENCODER_TYPES, model_config
-from llmforge.console import UserError, info
+from llmforge.console import UserError, info, quiet_hf_libraries
 from llmforge.finetune.config import InstructConfig
 from llmforge.finetune.instruct_data import InstructionData, load_instruction_data
 from llmforge.generation import chat_template as templates
@@ -50,7 +50,7 @@ class Job:
     base_config: dict[str, Any]
     template: templates.ChatTemplate
     data: InstructionData
-    fingerprint: str
+    resume_key: dict[str, Any]
     resume_from: Path | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -78,13 +78,15 @@ def prepare(recipe: Any, *, fresh: bool = False) -> Job:
         from llmforge.finetune.adapters import check_qlora_available
 
         check_qlora_available()
+    if cfg.precision in ("fp16", "bf16"):
+        check_precision(cfg.precision)
     template = templates.resolve(cfg.chat_template, _tokenizer_template(Path(cfg.base)))
     if cfg.loss_on == "completion":
         templates.require_generation_markers(template)
     out = Path(cfg.out) if cfg.out else recipe.run_dir / "finetune"
     ensure_writable(out)
     data = load_instruction_data(cfg, seed)
-    job = Job(recipe, cfg, seed, out, base_config, template, data, _fingerprint(recipe, cfg, data))
+    job = Job(recipe, cfg, seed, out, base_config, template, data, _resume_key(cfg, template, data))
     job.resume_from = _resume_point(job, fresh)
     return job
 
@@ -117,6 +119,16 @@ def check_causal_base(path: str | Path, max_len: int) -> dict[str, Any]:
     return config
 
 
+def check_precision(precision: str) -> None:
+    """fp16 mixed precision needs a CUDA GPU (its loss scaler); bf16 needs a GPU that has it or a CPU."""
+    import torch
+
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("finetune.precision = 'fp16' needs a CUDA GPU; use 'fp32' or 'bf16' on a CPU")
+    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise UserError("finetune.precision = 'bf16': this GPU has no bf16; use 'fp16' or 'fp32'")
+
+
 def _tokenizer_template(base: Path) -> str | None:
     """The chat template the base's tokenizer files carry (tokenizer_config.json or chat_template.jinja)."""
     jinja = base / "chat_template.jinja"
@@ -132,14 +144,32 @@ def _tokenizer_template(base: Path) -> str | None:
     return None
 
 
-def _fingerprint(recipe: Any, cfg: InstructConfig, data: InstructionData) -> str:
+def _resume_key(cfg: InstructConfig, template: Any, data: InstructionData) -> dict[str, Any]:
     """What a resumed run must share with the one that wrote the checkpoint: the finetune table (output and
-    stopping keys aside) and the data's content."""
-    table = cfg.model_dump(mode="json", exclude={"out", "early_stopping", "keep_last"})
-    digest = hashlib.sha256(json.dumps(table, sort_keys=True).encode())
+    stopping keys aside), the chat template's text, the base's weights and the examples."""
+    digest = hashlib.sha256()
     for ex in (*data.train, *data.val):
         digest.update(json.dumps(ex.messages, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
+    return {
+        **cfg.model_dump(mode="json", exclude={"out", "early_stopping", "keep_last"}),
+        "chat_template_source": hashlib.sha256(template.source.encode()).hexdigest()[:16],
+        "base_weights": _weights_signature(Path(cfg.base)),
+        "examples": digest.hexdigest()[:16],
+    }
+
+
+def _weights_signature(base: Path) -> str:
+    """The base's content hash from its manifest, else the names, sizes and times of its weight files."""
+    manifest = base / "manifest.json"
+    if manifest.is_file():
+        try:
+            found = json.loads(manifest.read_text()).get("content_hash")
+            if found:
+                return str(found)
+        except (OSError, ValueError):
+            pass
+    files = sorted(f for pattern in WEIGHT_PATTERNS for f in base.glob(pattern))
+    return ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
 
 
 def _resume_point(job: Job, fresh: bool) -> Path | None:
@@ -155,11 +185,12 @@ def _resume_point(job: Job, fresh: bool) -> Path | None:
     if not checkpoints:
         return None
     run_file = job.trainer_dir / RUN_FILE
-    recorded = json.loads(run_file.read_text()).get("fingerprint") if run_file.is_file() else None
-    if recorded != job.fingerprint:
+    recorded = json.loads(run_file.read_text()).get("resume_key", {}) if run_file.is_file() else {}
+    changed = sorted(k for k in {*recorded, *job.resume_key} if recorded.get(k) != job.resume_key.get(k))
+    if changed:
         raise UserError(
-            f"{job.trainer_dir}: its checkpoints were trained with another [finetune] table or other data; "
-            "pass --fresh to start over, or set finetune.out to another folder"
+            f"{job.trainer_dir}: its checkpoints were trained with other {', '.join(changed)}; pass --fresh "
+            "to start over, or set finetune.out to another folder"
         )
     return checkpoints[-1]
 
@@ -185,9 +216,10 @@ class Outcome:
 
 def run_sft(recipe: Any, *, fresh: bool = False) -> Outcome:
     job = prepare(recipe, fresh=fresh)
-    if fresh and job.out.exists():
-        shutil.rmtree(job.out)
-    _quiet_libraries()
+    if fresh:  # only what this stage writes: finetune.out may hold other files
+        for name in (TRAINER_DIR, CHECKPOINT_DIR, REPORT_DIR):
+            shutil.rmtree(job.out / name, ignore_errors=True)
+    quiet_hf_libraries()
     model, tokenizer, added = load_model(job)
     from llmforge.finetune.sft_tokenize import tokenize_split
 
@@ -203,10 +235,7 @@ def run_sft(recipe: Any, *, fresh: bool = False) -> Outcome:
         )
         for name, examples in (("train", job.data.train), ("val", job.data.val))
     }
-    if not splits["train"].rows:
-        raise UserError("finetune: no training example is left after on_too_long; raise finetune.max_len")
-    if not splits["val"].rows:
-        raise UserError("finetune: no validation example is left after on_too_long; raise finetune.max_len")
+    check_kept(job, splits)
     model = wrap_adapter(job, model, tokenizer, added)
     plan = describe_plan(job, model)
     trainer = build_trainer(job, model, tokenizer, splits)
@@ -215,24 +244,38 @@ def run_sft(recipe: Any, *, fresh: bool = False) -> Outcome:
 
     started = time.perf_counter()
     with StopSignal() as stop:
-        trainer.add_callback(Progress(job.trainer_dir / METRICS, stop, job.resume_from))
+        recorder = Progress(job.trainer_dir / METRICS, stop, job.resume_from)
+        trainer.add_callback(recorder)
         trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
     seconds = time.perf_counter() - started
     if stop.signum:
         step = trainer.state.global_step
         info(f"[yellow]stopped[/] at step {step} (checkpoint saved); run the same command to resume")
         return Outcome({"stopped_at_step": step}, interrupted=stop.signum)
+    plan["peak_memory"] = recorder.peak_memory
     return Outcome(finish(job, trainer, tokenizer, splits, plan, added, seconds))
 
 
-def _quiet_libraries() -> None:
-    import transformers
+def check_kept(job: Job, splits: dict) -> None:
+    """Every dataset keeps examples after on_too_long (else UserError naming it); a warning when one loses more
+    than a tenth of its rows, since the mixture then differs from the one the recipe asks for."""
+    from llmforge.console import warn
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    import datasets
-
-    datasets.disable_progress_bars()
+    for name, split in splits.items():
+        for stats in job.data.stats:
+            wanted = stats["mixture_rows"] if name == "train" else stats["val_rows"]
+            kept = split.per_source.get(stats["name"], 0)
+            if wanted and not kept:
+                raise UserError(
+                    f"finetune.datasets ({stats['name']}): none of its {wanted} {name} examples fits "
+                    f"finetune.max_len = {job.cfg.max_len} with on_too_long = '{job.cfg.on_too_long}' (the longest "
+                    f"of the split is {split.longest} tokens); raise max_len or use fewer exemplars"
+                )
+            if wanted and kept < 0.9 * wanted:
+                warn(
+                    f"{stats['name']}: {wanted - kept} of {wanted} {name} examples are longer than "
+                    f"finetune.max_len = {job.cfg.max_len} and were left out"
+                )
 
 
 def load_model(job: Job) -> tuple[Any, Any, list[str]]:
@@ -253,7 +296,7 @@ def load_model(job: Job) -> tuple[Any, Any, list[str]]:
         kwargs["device_map"] = {"": 0}
     torch.manual_seed(job.seed)
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=base_dtype(job), **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise UserError(f"finetune.base: {base}: model does not load ({e})") from None
     if tokenizer.pad_token_id is None:
@@ -264,6 +307,14 @@ def load_model(job: Job) -> tuple[Any, Any, list[str]]:
     model.generation_config.eos_token_id = templates.stop_token_ids(tokenizer, job.template)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, added
+
+
+def base_dtype(job: Job) -> Any:
+    """fp32 weights for full fine-tuning (mixed precision autocasts and keeps fp32 master weights); under LoRA
+    the frozen base is stored in bf16 when training in bf16, half the memory (QLoRA's is quantised)."""
+    import torch
+
+    return torch.bfloat16 if job.cfg.method == "lora" and use_bf16(job) else torch.float32
 
 
 def wrap_adapter(job: Job, model: Any, tokenizer: Any, added: list[str]) -> Any:
@@ -292,7 +343,9 @@ def describe_plan(job: Job, model: Any) -> dict[str, Any]:
     from llmforge.finetune.adapters import parameter_counts, planned_memory
 
     trainable, total = parameter_counts(model)
-    memory = planned_memory(job.cfg, model.config, trainable, total, use_bf16(job))
+    memory = planned_memory(
+        job.cfg, model.config, trainable, total, model, use_bf16(job) or job.cfg.precision == "fp16"
+    )
     plan = {"trainable_params": trainable, "total_params": total, "planned_memory": memory}
     summary_table(
         f"finetune plan ({job.cfg.method})",
@@ -306,7 +359,7 @@ def describe_plan(job: Job, model: Any) -> dict[str, Any]:
 
 def build_trainer(job: Job, model: Any, tokenizer: Any, splits: dict) -> Any:
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     cfg = job.cfg
@@ -325,6 +378,7 @@ def build_trainer(job: Job, model: Any, tokenizer: Any, splits: dict) -> Any:
         max_steps=cfg.max_steps or -1,
         logging_steps=1,
         eval_strategy="steps",
+        eval_on_start=job.resume_from is None,  # the base model's val loss: the baseline of the curve
         eval_steps=cfg.eval_every,
         save_strategy="steps",
         save_steps=cfg.save_steps,
@@ -337,7 +391,7 @@ def build_trainer(job: Job, model: Any, tokenizer: Any, splits: dict) -> Any:
         bf16=bf16,
         fp16=cfg.precision == "fp16",
         use_cpu=not _cuda(),
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **{_checkpointing_key(): cfg.gradient_checkpointing},
         max_length=cfg.max_len,
         packing=cfg.packing,
         packing_strategy="bfd",
@@ -347,14 +401,28 @@ def build_trainer(job: Job, model: Any, tokenizer: Any, splits: dict) -> Any:
     )
     callbacks = [EarlyStoppingCallback(cfg.early_stopping)] if cfg.early_stopping else []
     job.trainer_dir.mkdir(parents=True, exist_ok=True)
-    write_json(job.trainer_dir / RUN_FILE, {"fingerprint": job.fingerprint})
-    return SFTTrainer(
+    write_json(job.trainer_dir / RUN_FILE, {"resume_key": job.resume_key})
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(splits["train"].rows),
         eval_dataset=Dataset.from_list(splits["val"].rows),
         processing_class=tokenizer,
         callbacks=callbacks,
+    )
+    # without tqdm transformers prints every log dict to stdout; our callback logs (stdout is for results)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _checkpointing_key() -> str:
+    """transformers 5.24 renamed gradient_checkpointing to activation_checkpointing (the old name warns)."""
+    from transformers import TrainingArguments
+
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+        else "gradient_checkpointing"
     )
 
 
@@ -375,10 +443,13 @@ def finish(
 
     rows = history(job.trainer_dir / METRICS)
     evals = [r for r in rows if "eval_loss" in r]
-    if not evals or evals[-1]["step"] != trainer.state.global_step:
-        final_eval = trainer.evaluate()
-        rows.append({"step": trainer.state.global_step, **final_eval})
+    ends_unscored = not evals or evals[-1]["step"] != trainer.state.global_step
+    if not evals or (job.cfg.early_stopping is None and ends_unscored):
+        rows.append({"step": trainer.state.global_step, **trainer.evaluate()})  # the model as it ends
         evals.append(rows[-1])
+    best = min(evals, key=lambda r: r["eval_loss"])
+    # with early stopping the result is the best evaluation's model (transformers reloads it at the end)
+    result = best if job.cfg.early_stopping is not None else evals[-1]
     train_losses = [r["loss"] for r in rows if "loss" in r]
     stats = {
         "task": "instruction",
@@ -386,8 +457,11 @@ def finish(
         "base": str(Path(job.cfg.base).resolve()),
         "chat_template": {"name": job.template.name, "source": job.template.source, "added_tokens": added},
         "steps": trainer.state.global_step,
-        "val_loss": evals[-1]["eval_loss"],
-        "best_val_loss": min(r["eval_loss"] for r in evals),
+        "result_step": result["step"],
+        "val_loss": result["eval_loss"],
+        "best_val_loss": best["eval_loss"],
+        "early_stopped": job.cfg.early_stopping is not None
+        and trainer.state.global_step < trainer.state.max_steps,
         "trainable_params": plan["trainable_params"],
         "total_params": plan["total_params"],
         "train": splits["train"].summary(),
@@ -403,9 +477,12 @@ def finish(
         "first_train_loss": train_losses[0] if train_losses else None,
         "last_train_loss": train_losses[-1] if train_losses else None,
         "planned_memory": plan["planned_memory"],
-        "peak_memory": peak_memory_bytes(),
+        "peak_memory": plan["peak_memory"],
+        "peak_memory_process": peak_memory_bytes(),
         "seconds": seconds,
         "samples_per_s": _last(rows, "train_samples_per_second"),
+        "train_runtime_s": _last(rows, "train_runtime"),
+        "tokens_per_s": _tokens_per_s(rows),
         "checkpoint": str(checkpoint),
     }
     results["report"] = str(
@@ -415,6 +492,12 @@ def finish(
         job.trainer_dir, ignore_errors=True
     )  # the result is whole; resume state is no longer needed
     return results
+
+
+def _tokens_per_s(rows: list[dict]) -> float | None:
+    """Input tokens trained on (trl's num_tokens, padding out) per second of the training loop."""
+    tokens, runtime = _last(rows, "num_tokens"), _last(rows, "train_runtime")
+    return tokens / runtime if tokens and runtime else None
 
 
 def _last(rows: list[dict], key: str) -> Any:

@@ -24,9 +24,9 @@ from llmforge.objectives.base import IGNORE
 class TokenizedSplit:
     rows: list[dict[str, list[int]]]
     examples: int = 0
-    truncated: int = 0  # cut to max_len (on_too_long = "truncate")
+    truncated: int = 0  # cut to max_len and kept (on_too_long = "truncate")
     dropped_too_long: int = 0  # left out (on_too_long = "drop")
-    dropped_untrained: int = 0  # truncation removed every trained token
+    dropped_untrained: int = 0  # cut to max_len with no trained token left, so left out
     tokens: int = 0
     trained_tokens: int = 0
     longest: int = 0  # before any cut
@@ -78,10 +78,10 @@ def tokenize_split(
                 out.dropped_too_long += 1
                 continue
             ids, labels = ids[:max_len], labels[:max_len]
-            out.truncated += 1
             if all(label == IGNORE for label in labels):
                 out.dropped_untrained += 1
                 continue
+            out.truncated += 1
         out.rows.append({"input_ids": ids, "labels": labels})
         out.tokens += len(ids)
         out.trained_tokens += sum(label != IGNORE for label in labels)
@@ -92,15 +92,61 @@ def tokenize_split(
 def encode(
     tokenizer: Any, messages: Sequence[dict[str, str]], *, loss_on: str
 ) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one conversation rendered with the tokenizer's chat template."""
+    """(input_ids, labels) of one conversation rendered with the tokenizer's chat template.
+
+    The labels come from the template's `{% generation %}` marks when tokenizing the whole conversation puts
+    a token boundary where every reply starts. When it does not (byte-level BPE merges the "\n" after
+    `<|assistant|>` with a reply that starts with spaces, as code does), the prompt would be tokenized one way
+    in training and another at generation, so the conversation is tokenized turn by turn instead
+    (`encode_by_turns`): the tokens before each reply are exactly those generation is given."""
     rendered = tokenizer.apply_chat_template(
-        list(messages),
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=loss_on == "completion",
+        list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=loss_on == "completion"
     )
     ids = list(rendered["input_ids"])
+    by_turns, turn_labels = encode_by_turns(tokenizer, messages, loss_on=loss_on)
+    if by_turns != ids:
+        return by_turns, turn_labels
     if loss_on == "completion":
         mask = rendered["assistant_masks"]
         return ids, [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]
     return ids, list(ids)
+
+
+def encode_by_turns(
+    tokenizer: Any, messages: Sequence[dict[str, str]], *, loss_on: str
+) -> tuple[list[int], list[int]]:
+    """Tokenize the text before each reply (what rendering the conversation up to it with the generation
+    prompt gives) and each reply (what rendering the reply adds) separately. A reply's trailing whitespace
+    (a newline the template puts after its end-of-turn token) is context, not trained."""
+    ids: list[int] = []
+    labels: list[int] = []
+
+    def add(text: str, trained: bool) -> None:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        ids.extend(piece)
+        labels.extend(piece if trained or loss_on == "all" else [IGNORE] * len(piece))
+
+    def render(upto: int, prompt: bool) -> str:
+        return tokenizer.apply_chat_template(
+            list(messages[:upto]), tokenize=False, add_generation_prompt=prompt
+        )
+
+    done = ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before, after = render(i, True), render(i + 1, False)
+        if not before.startswith(done) or not after.startswith(before):
+            raise UserError(
+                "the chat template renders a conversation's prompt differently from the same prompt inside the "
+                "whole conversation, so the tokens a reply follows in training would not be those it follows in "
+                "generation; use a template whose earlier turns do not change when a reply is added"
+            )
+        reply = after[len(before) :]
+        core = reply.rstrip()
+        add(before[len(done) :], trained=False)
+        add(core, trained=True)
+        add(reply[len(core) :], trained=False)
+        done = after
+    add(render(len(messages), False)[len(done) :], trained=False)
+    return ids, labels

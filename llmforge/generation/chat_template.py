@@ -10,7 +10,7 @@ error when the loss is on the completion only (`require_generation_markers`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class ChatTemplate:
     source: str
     role_tokens: tuple[str, ...] = ()  # added as special tokens when the vocabulary lacks them
     end_of_turn: str | None = None  # the token that ends an assistant turn (None: the tokenizer's EOS)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_generation_markers(self) -> bool:
@@ -111,35 +110,36 @@ def missing_role_tokens(tokenizer: Any, template: ChatTemplate) -> list[str]:
 
 
 def install(tokenizer: Any, model: Any | None, template: ChatTemplate) -> list[str]:
-    """Set the template on the tokenizer; add missing role tokens as special tokens and give the model's
-    embeddings new rows initialised to the mean of the existing ones. Returns the tokens added."""
+    """Set the template on the tokenizer; add missing role tokens as special tokens and set their embedding
+    rows (input and untied output) to the mean of the existing tokens' rows. Returns the tokens added."""
     added = missing_role_tokens(tokenizer, template)
     if added:
+        known = len(tokenizer)
         tokenizer.add_special_tokens({"additional_special_tokens": added}, replace_extra_special_tokens=False)
         if model is not None:
-            resize_with_mean_rows(model, len(tokenizer))
+            init_rows_to_mean(model, tokenizer.convert_tokens_to_ids(added), known)
     tokenizer.chat_template = template.source
     return added
 
 
-def resize_with_mean_rows(model: Any, vocab_size: int) -> None:
-    """Grow the input (and untied output) embeddings to `vocab_size`; each new row is the mean of the old rows
-    (Hewitt 2021: keeps the new tokens' initial logits from dominating the softmax)."""
+def init_rows_to_mean(model: Any, ids: list[int], known: int) -> None:
+    """Rows `ids` of the input (and untied output) embeddings ← the mean of rows [0, known), the tokens the
+    model was trained with (Hewitt 2021: keeps new tokens' initial logits from dominating the softmax). The
+    matrix grows only when an id falls outside it: a vocabulary padded to a multiple (gpt-neox, Qwen) already
+    has rows to spare, which were never trained and so are left out of the mean."""
     import torch
 
-    old = model.get_input_embeddings().weight.shape[0]
-    if vocab_size <= old:
-        return
-    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if max(ids) >= rows:
+        model.resize_token_embeddings(max(ids) + 1, mean_resizing=False)
     with torch.no_grad():
         for emb in {
             id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e
         }.values():
-            w = emb.weight
-            w[old:] = w[:old].mean(dim=0, keepdim=True)
+            emb.weight[ids] = emb.weight[:known].mean(dim=0, keepdim=True)
             bias = getattr(emb, "bias", None)
-            if bias is not None and bias.shape[0] == vocab_size:
-                bias[old:] = bias[:old].mean()
+            if bias is not None:
+                bias[ids] = bias[:known].mean()
 
 
 def stop_token_ids(tokenizer: Any, template: ChatTemplate | None) -> list[int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from llmforge.console import UserError, console, emit_json, info, state, warn
+from llmforge.console import UserError, console, emit_json, info, quiet_hf_libraries, state, warn
 from llmforge.generation.settings import SamplingSettings, unescape_stop
 
 CKPT_HELP = (
@@ -61,19 +61,10 @@ DEVICE = typer.Option("auto", "--device", help="auto (cuda if available), cpu, c
 SYSTEM = typer.Option(None, "--system", help="A system message before the user's (chat template only).")
 
 
-def _quiet_transformers() -> None:
-    import logging
-
-    import transformers
-
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    transformers.utils.logging.disable_progress_bar()
-
-
 def _load(checkpoint: Path, device: str):
     from llmforge.generation.loading import load_for_generation
 
-    _quiet_transformers()
+    quiet_hf_libraries()
     return load_for_generation(checkpoint, device)
 
 

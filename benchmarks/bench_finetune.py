@@ -159,11 +159,19 @@ def run_bare(recipe_path: Path, out: Path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(cfg.base)
     model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32)
     templates.install(tokenizer, model, template)
-    examples = load_instruction_data(cfg, SEED).train
-    split = tokenize_split(
-        examples, tokenizer, template_name=template.name, loss_on="completion", max_len=cfg.max_len,
-        on_too_long="truncate", split="train",
-    )  # fmt: skip
+    data = load_instruction_data(cfg, SEED)
+    split, val = (
+        tokenize_split(
+            examples,
+            tokenizer,
+            template_name=template.name,
+            loss_on="completion",
+            max_len=cfg.max_len,
+            on_too_long="truncate",
+            split=name,
+        )  # fmt: skip
+        for name, examples in (("train", data.train), ("val", data.val))
+    )
     args = SFTConfig(
         output_dir=str(out),
         per_device_train_batch_size=cfg.batch_size,
@@ -178,14 +186,20 @@ def run_bare(recipe_path: Path, out: Path) -> dict:
         use_cpu=True,
         report_to="none",
         save_strategy="no",
-        eval_strategy="no",
+        eval_strategy="steps",  # ours scores the base model first (eval_on_start) and never again here
+        eval_steps=cfg.eval_every,
+        eval_on_start=True,
         bf16=False,  # trl's SFTConfig defaults to bf16 autocast and gradient checkpointing, even on CPU;
         gradient_checkpointing=False,  # ours trains fp32 without checkpointing here: the same settings
         disable_tqdm=True,  # ours runs quiet (no progress bar) in the benchmark
         dataset_num_proc=None,
     )
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(split.rows), processing_class=tokenizer
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(split.rows),
+        eval_dataset=Dataset.from_list(val.rows),
+        processing_class=tokenizer,
     )
     start = time.perf_counter()
     trainer.train()

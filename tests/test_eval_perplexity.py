@@ -313,13 +313,20 @@ def test_model_kind_reads_config_json(model_dir, bert_dir, t5_dir, tmp_path):
     )
     for name, config, kind in [
         ("roberta", {"model_type": "roberta"}, "masked"),  # no architectures: the model type decides
-        ("classifier", {"model_type": "bert", "architectures": ["BertForSequenceClassification"]}, "causal"),
         ("gpt2", {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "causal"),
+        ("decoder-bert", {"model_type": "bert", "architectures": ["BertLMHeadModel"]}, "causal"),
         ("bart", {"model_type": "bart", "is_encoder_decoder": True}, "seq2seq"),
     ]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(json.dumps(config))
         assert model_kind(tmp_path / name) == kind, name
+    # a classifier has no LM head: no kind eval scores (it used to load as a causal LM with a random head)
+    (tmp_path / "classifier").mkdir()
+    (tmp_path / "classifier" / "config.json").write_text(
+        json.dumps({"model_type": "bert", "architectures": ["BertForSequenceClassification"]})
+    )
+    with pytest.raises(UserError, match="describes a BertForSequenceClassification; eval scores causal LMs"):
+        model_kind(tmp_path / "classifier")
 
 
 def test_load_picks_the_model_class_by_kind(bert_dir, t5_dir):

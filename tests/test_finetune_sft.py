@@ -374,6 +374,31 @@ def test_lora_trains_only_the_adapter_and_merge_gives_the_same_logits(tmp_path, 
     with torch.no_grad():
         diff = (peft_model(probe).logits - merged(probe).logits).abs().max()
     assert diff < 1e-4  # fp32: the two orders of summation agree to ~1e-6 relative
+    # a merge that changed the model is refused, not written
+    from llmforge.finetune import merge as merge_module
+
+    loader = merge_module.load_adapter_model
+
+    def breaking_loader(path):
+        model, tokenizer = loader(path)
+        merge = model.merge_and_unload
+
+        def broken(*a, **kw):
+            merged = merge(*a, **kw)
+            with torch.no_grad():
+                merged.get_input_embeddings().weight.add_(0.5)
+            return merged
+
+        model.merge_and_unload = broken
+        return model, tokenizer
+
+    merge_module.load_adapter_model = breaking_loader
+    try:
+        with pytest.raises(RuntimeError, match="merged logits differ from base \\+ adapter"):
+            merge_adapter(adapter, tmp_path / "bad-merge")
+    finally:
+        merge_module.load_adapter_model = loader
+    assert not (tmp_path / "bad-merge").exists()
 
 
 @pytest.mark.slow

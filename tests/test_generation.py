@@ -435,3 +435,74 @@ def test_chat_refuses_max_new_tokens_that_fill_the_context(capsys, chat_model):
 def test_an_empty_prompt_starts_from_bos(loaded):
     (g,) = _gen(loaded, prompts=("",))
     assert g.prompt_tokens == 1 and g.new_tokens >= 1  # (this untrained model answers BOS with EOS at once)
+
+
+# ------------------------------------------------------------------------------------------ eval samples
+
+
+def test_eval_samples_stop_at_the_chat_templates_end_of_turn(chat_model):
+    """`eval samples` ends a row where `generate` would: at `<|im_end|>` of a ChatML-tuned model, not only at
+    EOS. The model is made to say `<|im_end|>` as its third new token; the row's text is the two before it and
+    no further step runs."""
+    from llmforge.eval.checkpoint import load
+    from llmforge.eval.samples import generate as sheet_generate
+
+    model, tokenizer = load(chat_model, "cpu")
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end != tokenizer.eos_token_id
+    forward, calls, produced = model.forward, [], []
+
+    def forced(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        if len(calls) == 2:  # the prompt pass, two steps, then the third new token
+            out.logits[:, -1, im_end] += 1e4
+        calls.append(kwargs["input_ids"].shape[1])
+        produced.append(out.logits[0, -1].argmax().item())
+        return out
+
+    model.forward = forced
+    (text,) = sheet_generate(model, tokenizer, [PROMPT], max_new_tokens=12, temperature=0.0, seed=0)
+    assert produced[2] == im_end and len(calls) == 3  # generation ended at <|im_end|>
+    assert text == tokenizer.decode(
+        produced[:2], skip_special_tokens=True, clean_up_tokenization_spaces=False
+    )
+
+
+def test_one_causal_rule_for_every_stage(tmp_path):
+    """generate, eval and finetune sft read a model dir with the same rule (artifacts/model_dir.py)."""
+    from llmforge.artifacts.model_dir import NotCausalLM, model_kind, require_causal_lm_dir
+
+    kinds = {
+        "llama": ({"model_type": "llama"}, "causal"),
+        "gpt2": ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "causal"),
+        "bert-decoder": ({"model_type": "bert", "architectures": ["BertLMHeadModel"]}, "causal"),
+        "bert": ({"model_type": "bert"}, "masked"),
+        "bert-mlm": ({"model_type": "bert", "architectures": ["BertForMaskedLM"]}, "masked"),
+        "t5": ({"model_type": "t5", "is_encoder_decoder": True}, "seq2seq"),
+        "reward": ({"model_type": "llama", "architectures": ["LlamaForSequenceClassification"]}, "other"),
+    }
+    assert {name: model_kind(config) for name, (config, _) in kinds.items()} == {
+        name: kind for name, (_, kind) in kinds.items()
+    }
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(
+        NotCausalLM, match=re.escape(f"finetune.base: {d}: instruction tuning needs a causal LM")
+    ):
+        require_causal_lm_dir(d, key="finetune.base", needs="instruction tuning")
+    (d / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 128}')
+    with pytest.raises(UserError, match=re.escape(f"finetune.base: {d}: no model weights")):
+        require_causal_lm_dir(d, key="finetune.base")
+    (d / "model-00001-of-00002.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match=re.escape(f"finetune.base: {d}: no tokenizer files")):
+        require_causal_lm_dir(d, key="finetune.base")
+    assert require_causal_lm_dir(d, key="finetune.base", tokenizer=False)["max_position_embeddings"] == 128
+    with pytest.raises(
+        UserError, match=re.escape(f"finetune.base: {tmp_path}/gone: no such model directory")
+    ):
+        require_causal_lm_dir(tmp_path / "gone", key="finetune.base")
+    with pytest.raises(
+        UserError, match=re.escape(f"finetune.base: {tmp_path}: not a Hugging Face model dir")
+    ):
+        require_causal_lm_dir(tmp_path, key="finetune.base")

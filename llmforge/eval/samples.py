@@ -49,14 +49,20 @@ def generate(
 
     Prompts of similar length go together in batches, padded on the left so every row's next token follows
     its own last prompt token; generation uses the KV cache whatever the checkpoint's config says (training
-    saves `use_cache: false`), and a row stops at EOS."""
+    saves `use_cache: false`). The sampling knobs and the ids that end a row are the generation layer's
+    (`SamplingSettings`, `generation.loading.stop_ids`: EOS, generation_config's eos ids and a chat template's
+    end of turn such as `<|im_end|>`), so a sheet's outputs end where `llmforge generate` would end them."""
     import torch
 
+    from llmforge.generation.loading import stop_ids as reply_stop_ids
+    from llmforge.generation.settings import SamplingSettings
+
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed).checked()
+    stops = reply_stop_ids(model, tokenizer)
+    _ensure_pad_token(tokenizer, stops)
+    kwargs = settings.to_generation_kwargs(stops, tokenizer.pad_token_id)
     torch.manual_seed(seed)
     device = next(model.parameters()).device
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
@@ -65,18 +71,32 @@ def generate(
     with torch.inference_mode():
         for batch in track(batches, description="samples", unit="batches"):
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                use_cache=True,
-                **sampling,
-            )
+            out = model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1] :]
             for i, row in zip(batch, new, strict=True):
-                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
+                outputs[i] = completion_text(tokenizer, row.tolist(), stops)
     return [outputs[i] for i in range(len(prompts))]
+
+
+def completion_text(tokenizer: Any, new: list[int], stops: list[int]) -> str:
+    """The text of one row's new tokens, up to (not including) its first stop id; what follows it in a batch
+    is padding."""
+    from llmforge.generation.sampling import decode
+
+    end = next((k for k, i in enumerate(new) if i in stops), len(new))
+    return decode(tokenizer, new[:end])
+
+
+def _ensure_pad_token(tokenizer: Any, stops: list[int]) -> None:
+    """Left padding needs a pad token: the tokenizer's own, else EOS, else the first stop id."""
+    if tokenizer.pad_token is not None:
+        return
+    if tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    elif stops:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(stops[0])
+    else:
+        raise UserError("the tokenizer has no pad, EOS or end-of-turn token to pad a batch of prompts with")
 
 
 def write_sheet(path: Path, prompts: list[str], outputs: list[str]) -> None:

@@ -7,6 +7,7 @@ tuning of a causal LM through trl's SFTTrainer, full or LoRA/QLoRA, `llmforge fi
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
@@ -84,6 +85,11 @@ class InstructDataset(Table):
         if unknown:
             raise ValueError(
                 f"fields: unknown role(s) {', '.join(unknown)} (expected some of {', '.join(FIELD_ROLES)})"
+            )
+        hub_only = [k for k in ("subset", "split") if k in self.model_fields_set]
+        if hub_only and os.path.exists(self.path):
+            raise ValueError(
+                f"{', '.join(hub_only)}: applies to a hub dataset only; {self.path} is a local file"
             )
         if not self.cot and self.answer_marker is None:
             raise ValueError(

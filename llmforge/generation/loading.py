@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.artifacts import MANIFEST, require
-from llmforge.artifacts.model_dir import ENCODER_TYPES, model_config
+from llmforge.artifacts.model_dir import (
+    TOKENIZER_FILES,
+    has_tokenizer,
+    require_causal_lm_dir,
+)
 from llmforge.console import UserError
 
 ADAPTER_CONFIG = "adapter_config.json"
-WEIGHT_FILES = (
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-)  # fmt: skip
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 @dataclass
@@ -48,8 +48,8 @@ def load_for_generation(path: str | Path, device: str = "auto") -> Loaded:
     base = adapter_base(path) if adapter else None
     if base is not None:
         check_model_dir(base, what=f"{path / ADAPTER_CONFIG}: base_model_name_or_path {base}")
-    tok_dir = path if _has_tokenizer(path) else base
-    if tok_dir is None or not _has_tokenizer(tok_dir):
+    tok_dir = path if has_tokenizer(path) else base
+    if tok_dir is None or not has_tokenizer(tok_dir):
         where = f"{path} (nor its base {base})" if base else str(path)
         raise UserError(f"{where}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])})")
     return _load(path, base, tok_dir, pick_device(device))
@@ -58,40 +58,14 @@ def load_for_generation(path: str | Path, device: str = "auto") -> Loaded:
 def check_model_dir(path: Path, what: str | None = None) -> bool:
     """Exit 2 unless `path` is a generation-capable model dir; True when it is a LoRA adapter."""
     what = what or str(path)
-    if not path.is_dir():
-        raise UserError(f"{what}: no such model directory")
     if (path / MANIFEST).is_file():
         require(path, "checkpoint")
     if (path / ADAPTER_CONFIG).is_file():
         if not any((path / f).is_file() for f in ADAPTER_WEIGHTS):
             raise UserError(f"{what}: LoRA adapter without weights ({' or '.join(ADAPTER_WEIGHTS)})")
         return True
-    require_causal_config(path, what)
-    if not any((path / f).is_file() for f in WEIGHT_FILES):
-        raise UserError(f"{what}: no model weights (model.safetensors or pytorch_model.bin)")
+    require_causal_lm_dir(path, needs="generation", tokenizer=False, where=what)
     return False
-
-
-def require_causal_config(path: Path, what: str | None = None) -> dict[str, Any]:
-    """config.json of `path`, or exit 2 when it describes an encoder, an encoder-decoder or a model with another
-    head (classification, reward): generation needs a causal LM."""
-    what = what or str(path)
-    config = model_config(path)
-    model_type = config.get("model_type")
-    architectures = [
-        str(a) for a in config.get("architectures") or [] if isinstance(config.get("architectures"), list)
-    ]
-    if config.get("is_encoder_decoder") is True:
-        described = f"an encoder-decoder ({model_type})"
-    elif model_type in ENCODER_TYPES:
-        described = f"an encoder-only model ({model_type})"
-    elif architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        described = f"a {', '.join(architectures)}"
-    else:
-        return config
-    raise UserError(
-        f"{what}: generation needs a causal LM (decoder-only), but config.json describes {described}"
-    )
 
 
 def adapter_base(adapter: Path) -> Path:
@@ -112,14 +86,12 @@ def adapter_base(adapter: Path) -> Path:
     return Path(base)
 
 
-def _has_tokenizer(path: Path) -> bool:
-    return any((path / f).is_file() for f in TOKENIZER_FILES)
-
-
-def pick_device(device: str) -> str:
+def pick_device(device: str | None) -> str:
+    """The torch device to load on: "auto" (or None / "") is cuda when a GPU is visible, else cpu; a cuda device
+    without a visible GPU exits 2. Shared by `generate`/`chat` and `eval`."""
     import torch
 
-    if device in ("", "auto"):
+    if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: no CUDA GPU is visible")

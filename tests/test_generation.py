@@ -374,7 +374,7 @@ def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path, tiny, argv, phrase):
 
 
 def test_read_prompts_txt_and_jsonl(tmp_path):
-    from llmforge.generation.cli import read_prompts
+    from llmforge.generation.prompts import read_prompts
 
     (tmp_path / "p.txt").write_text("first\n\nsecond line\n")
     (tmp_path / "p.jsonl").write_text('{"prompt": "a\\nb"}\n\n{"prompt": "c", "id": 3}\n')

@@ -7,32 +7,18 @@ uses) and `comment`. `ratings` aggregates the filled-in sheets.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from llmforge.console import UserError, track
+from llmforge.generation.prompts import read_prompts as shared_read_prompts
 
 COLUMNS = ("id", "prompt", "output", "rating", "comment")
 
 
 def read_prompts(path: Path) -> list[str]:
-    """Prompts from a `.jsonl` file (field `prompt`) or a text file (one prompt per non-empty line)."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such prompts file")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".jsonl":
-        prompts = []
-        for n, line in enumerate(lines, 1):
-            try:
-                prompts.append(json.loads(line)["prompt"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise UserError(f"{path}:{n}: expected a JSON object with a 'prompt' field") from None
-    else:
-        prompts = lines
-    if not prompts:
-        raise UserError(f"{path}: no prompts")
-    return prompts
+    """The prompts of `eval samples --prompts` (the shared reader)."""
+    return shared_read_prompts(path, flag="--prompts")
 
 
 def generate(

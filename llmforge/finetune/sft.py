@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.artifacts import atomic_dir, ensure_writable, write_json, write_manifest
-from llmforge.artifacts.model_dir import ENCODER_TYPES, model_config
+from llmforge.artifacts.model_dir import NotCausalLM, context_length, require_causal_lm_dir
 from llmforge.console import UserError, info, quiet_hf_libraries
 from llmforge.finetune.config import InstructConfig
 from llmforge.finetune.instruct_data import InstructionData, load_instruction_data
@@ -92,27 +92,18 @@ def prepare(recipe: Any, *, fresh: bool = False) -> Job:
 
 
 def check_causal_base(path: str | Path, max_len: int) -> dict[str, Any]:
-    """config.json of a causal-LM dir with weights and a tokenizer; UserError naming what is not."""
-    path = Path(path)
-    where = f"finetune.base: {path}"
-    if not path.is_dir():
-        raise UserError(f"{where}: no such directory (expected a checkpoint or a Hugging Face causal-LM dir)")
+    """config.json of a causal-LM dir with weights and a tokenizer (the rule every stage applies:
+    artifacts/model_dir.py); UserError naming what is not, each message starting `finetune.base: `."""
     try:
-        config = model_config(path)
-    except UserError as e:
-        raise UserError(f"finetune.base: {e}") from None
-    if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
-        raise UserError(f"{where}: no weights (*.safetensors or pytorch_model.bin)")
-    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
-        raise UserError(f"{where}: no tokenizer (tokenizer.json / tokenizer_config.json); save it there")
-    model_type = config.get("model_type")
-    if model_type in ENCODER_TYPES or config.get("is_encoder_decoder") is True:
+        config = require_causal_lm_dir(path, key="finetune.base", needs="instruction tuning")
+    except NotCausalLM as e:
         raise UserError(
-            f"{where}: model_type {model_type!r} is not a causal LM; instruction tuning needs a decoder "
-            "(e.g. our llama/gpt2/gpt-neox pretrain output); encoders are fine-tuned by `finetune classify`"
-        )
-    positions = config.get("max_position_embeddings") or config.get("n_positions")
-    if isinstance(positions, int) and max_len > positions:
+            f"finetune.base: {path}: model_type {e.model_type!r} is not a causal LM ({e.described}); instruction "
+            "tuning needs a decoder (e.g. our llama/gpt2/gpt-neox pretrain output); encoders are fine-tuned by "
+            "`finetune classify`"
+        ) from None
+    positions = context_length(config)
+    if positions is not None and max_len > positions:
         raise UserError(
             f"finetune.max_len = {max_len}: above the base model's context ({positions} positions)"
         )

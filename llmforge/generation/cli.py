@@ -6,7 +6,6 @@ stderr; with `generate --json`, stdout holds one JSON list and nothing else."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from llmforge.console import UserError, console, emit_json, info, quiet_hf_libraries, state, warn
+from llmforge.generation.prompts import read_prompts
 from llmforge.generation.settings import SamplingSettings, unescape_stop
 
 CKPT_HELP = (
@@ -78,34 +78,6 @@ def _stats(gen) -> str:
 def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-def read_prompts(path: Path) -> list[str]:
-    """Prompts from a .jsonl file ({"prompt": …} per line) or a text file (one prompt per non-blank line)."""
-    if not path.is_file():
-        raise UserError(f"--file {path}: no such file")
-    prompts: list[str] = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise UserError(f"{path}:{n}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    row = None
-                if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                    raise UserError(f"{path}:{n}: expected a JSON object with a string field 'prompt'")
-                prompts.append(row["prompt"])
-            else:
-                prompts.append(line)
-    if not prompts:
-        raise UserError(f"--file {path}: no prompts (the file is empty)")
-    return prompts
 
 
 def generate(

@@ -274,7 +274,11 @@ def without_chat_template(world: World, tmp: Path) -> dict[str, str]:
 
 # `finetune sft` recipes over a stand-in llama dir (config, weights, tokenizer files: enough for the checks
 # that run before any weights load)
-LLAMA = {"llama__config.json": b'{"model_type": "llama"}', "llama__model.safetensors": b"0", "llama__tokenizer.json": b"{}"}
+LLAMA = {
+    "llama__config.json": b'{"model_type": "llama"}',
+    "llama__model.safetensors": b"0",
+    "llama__tokenizer.json": b"{}",
+}
 FT_HEAD = b'[finetune]\ntask = "instruction"\nbase = "llama"\n'
 FT_DATA = b'[[finetune.datasets]]\npath = "train.jsonl"\n'
 FT_CHATML = FT_HEAD + b'chat_template = "chatml"\n' + FT_DATA

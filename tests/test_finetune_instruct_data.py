@@ -509,3 +509,18 @@ def test_without_weights_every_train_row_counts_once(tmp_path):
     assert [s["repeats"] for s in data.stats] == [1.0, 1.0]
     with pytest.raises(ValueError, match="give every dataset a weight, or none"):
         config({**big, "weight": 2.0}, small)
+
+
+def test_alpaca_seed_tasks_map_through_a_dotted_field(shared_data):
+    """The seed tasks keep input and output in a list of instances: `fields` reaches them by path."""
+    path = shared_data / "alpaca_seed_tasks" / "seed_tasks.jsonl"
+    first = json.loads(path.read_text().splitlines()[0])
+    cfg = config(
+        {"path": str(path), "fields": {"input": "instances.0.input", "output": "instances.0.output"}}
+    )
+    data = load_instruction_data(cfg, 0)
+    assert data.stats[0]["format"] == "alpaca"
+    everything = {ex.messages[-1]["content"]: ex for ex in (*data.train, *data.val)}
+    ex = everything[first["instances"][0]["output"]]
+    extra = first["instances"][0]["input"]
+    assert ex.messages[0]["content"] == first["instruction"] + ("\n\n" + extra if extra else "")

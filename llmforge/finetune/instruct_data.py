@@ -240,6 +240,22 @@ def column(ds: InstructDataset, role: str) -> str:
     return ds.fields.get(role, role)
 
 
+def lookup(record: dict[str, Any], name: str) -> Any:
+    """`record[name]`, or for a dotted name the value down that path, list items by index: the Alpaca seed
+    tasks keep their answer in `instances.0.output`. None when any step is missing."""
+    if name in record or "." not in name:
+        return record.get(name)
+    node: Any = record
+    for part in name.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
 def resolve_format(ds: InstructDataset, source: _Source, key: str) -> str:
     """`ds.format`, or for `auto` the first format whose columns row 1 has: messages, alpaca (instruction +
     output), prompt_completion (prompt + completion)."""
@@ -252,7 +268,7 @@ def resolve_format(ds: InstructDataset, source: _Source, key: str) -> str:
         "prompt_completion": ("prompt", "completion"),
     }
     for fmt, roles in wanted.items():
-        if all(column(ds, r) in first for r in roles):
+        if all(lookup(first, column(ds, r)) is not None for r in roles):
             return fmt
     expected = "; ".join(
         f"{fmt} ({', '.join(column(ds, r) for r in roles)})" for fmt, roles in wanted.items()
@@ -292,7 +308,7 @@ class _Rows:
 
     def _text(self, record: dict[str, Any], role: str, where: str, row: int, optional: bool = False) -> str:
         name = column(self.ds, role)
-        value = record.get(name)
+        value = lookup(record, name)
         if optional and value is None:
             return ""
         if not isinstance(value, str):
@@ -314,7 +330,7 @@ class _Rows:
         self, record: dict[str, Any], where: str, row: int
     ) -> tuple[str | None, tuple[dict[str, str], ...]]:
         name = column(self.ds, "messages")
-        value = record.get(name)
+        value = lookup(record, name)
         at = f"{where}:{row}: '{name}'"
         if not isinstance(value, list) or not value:
             raise UserError(f"{at}: expected a non-empty list of {{role, content}} messages")
@@ -338,7 +354,7 @@ class _Rows:
 
     def _system_column(self, record: dict[str, Any], where: str, row: int, system: str | None) -> str | None:
         name = column(self.ds, "system")
-        value = record.get(name)
+        value = lookup(record, name)
         if value is None or value == "":
             return system
         if not isinstance(value, str):

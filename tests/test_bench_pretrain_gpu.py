@@ -17,7 +17,9 @@ def test_gpu_benchmark_harness_runs_on_cpu():
     runs = result["runs"]
     assert set(runs) == {"trainer_fsdp", "trainer_plain", "hand_loop"}
     for r in runs.values():
-        assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1
+        # MFU > 0 only: on a CPU the bf16 peak is a measured bf16 GEMM (~1.3 GFLOP/s here, no native bf16),
+        # which the compiled, autocast model outruns (MFU ~1.9 in session 5); on a GPU the datasheet peak bounds it
+        assert r["tokens_per_s"] > 0 and r["mfu"] > 0
         assert math.isfinite(r["final_loss"]) and r["final_loss"] < math.log(SMOKE["vocab"]) + 0.5
     # FSDP over one process and the plain process train the same model on the same windows.
     assert runs["trainer_fsdp"]["final_loss"] == pytest.approx(runs["trainer_plain"]["final_loss"], rel=1e-2)

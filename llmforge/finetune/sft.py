@@ -20,7 +20,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class Job:
     data: InstructionData
     resume_key: dict[str, Any]
     resume_from: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def trainer_dir(self) -> Path:

@@ -170,6 +170,7 @@ from llmforge.eval.cli import app as eval_app  # noqa: E402
 from llmforge.finetune.cli import app as finetune_app  # noqa: E402
 from llmforge.plan.cli import app as plan_app  # noqa: E402
 from llmforge.pretrain.cli import app as pretrain_app  # noqa: E402
+from llmforge.rlhf.cli import app as rlhf_app  # noqa: E402
 from llmforge.tokenizer.cli import app as tokenize_app  # noqa: E402
 
 for _name, _stage in (
@@ -179,6 +180,7 @@ for _name, _stage in (
     ("pretrain", pretrain_app),
     ("eval", eval_app),
     ("finetune", finetune_app),
+    ("rlhf", rlhf_app),
 ):
     app.add_typer(_stage, name=_name)
 

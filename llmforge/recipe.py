@@ -57,6 +57,7 @@ from llmforge.eval.config import EvalConfig  # noqa: E402
 from llmforge.finetune.config import FinetuneConfig  # noqa: E402
 from llmforge.plan.config import PlanConfig  # noqa: E402
 from llmforge.pretrain.config import ModelConfig, TrainConfig  # noqa: E402
+from llmforge.rlhf.config import RlhfConfig  # noqa: E402
 from llmforge.tokenizer.config import TokenizerConfig  # noqa: E402
 
 
@@ -69,6 +70,7 @@ class Recipe(Table):
     train: TrainConfig | None = None
     eval: EvalConfig | None = None
     finetune: FinetuneConfig | None = None
+    rlhf: RlhfConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

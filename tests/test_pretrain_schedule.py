@@ -8,7 +8,7 @@ import pytest
 
 from llmforge.pretrain.config import ModelConfig, SpikeGuardConfig, TrainConfig
 from llmforge.pretrain.schedule import batch_rows_at, lr_at
-from llmforge.pretrain.spike import SpikeGuard
+from llmforge.spike_guard import SpikeGuard
 
 
 def cfg(**kw) -> TrainConfig:

@@ -28,7 +28,16 @@ MANIFEST = "manifest.json"
 # How long a build took is not part of what it holds: kept apart, out of the content hash, so building the
 # same content again gives the same hash (and a resumed run can tell changed data from a rebuild).
 TIMINGS = "timings.json"
-KINDS = ("dataset", "classifier", "tokenizer", "tokens", "checkpoint", "report", "instructions")
+KINDS = (
+    "dataset",
+    "classifier",
+    "tokenizer",
+    "tokens",
+    "checkpoint",
+    "report",
+    "instructions",
+    "preferences",
+)
 
 # Artifact paths inside a run directory (runs/<name>/...), DESIGN.md §2.
 DATASET_DIR = "dataset"

@@ -30,11 +30,11 @@ from llmforge.console import UserError, info, quiet_hf_libraries
 from llmforge.finetune.config import InstructConfig
 from llmforge.finetune.instruct_data import InstructionData, load_instruction_data
 from llmforge.generation import chat_template as templates
+from llmforge.hf_trainer import RUN_FILE, checkpointing_key, last_logged, resume_point
 
 TRAINER_DIR = "trainer"
 CHECKPOINT_DIR = "checkpoint"
 REPORT_DIR = "report"
-RUN_FILE = "run.json"
 METRICS = "metrics.jsonl"
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 
@@ -163,36 +163,14 @@ def _weights_signature(base: Path) -> str:
 
 
 def _resume_point(job: Job, fresh: bool) -> Path | None:
-    final = job.out / CHECKPOINT_DIR
-    if fresh:
-        return None
-    if (final / "manifest.json").is_file() and not job.trainer_dir.is_dir():
-        raise UserError(
-            f"{final}: this fine-tune already finished; pass --fresh to train again (it replaces the result) "
-            "or set finetune.out to another folder"
-        )
-    checkpoints = complete_checkpoints(job.trainer_dir)
-    if not checkpoints:
-        return None
-    run_file = job.trainer_dir / RUN_FILE
-    recorded = json.loads(run_file.read_text()).get("resume_key", {}) if run_file.is_file() else {}
-    changed = sorted(k for k in {*recorded, *job.resume_key} if recorded.get(k) != job.resume_key.get(k))
-    if changed:
-        raise UserError(
-            f"{job.trainer_dir}: its checkpoints were trained with other {', '.join(changed)}; pass --fresh "
-            "to start over, or set finetune.out to another folder"
-        )
-    return checkpoints[-1]
-
-
-def complete_checkpoints(trainer_dir: Path) -> list[Path]:
-    """checkpoint-N folders whose trainer_state.json (written last by transformers) exists, by step."""
-    found = [
-        p
-        for p in trainer_dir.glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+    return resume_point(
+        job.trainer_dir,
+        job.out / CHECKPOINT_DIR,
+        job.resume_key,
+        fresh=fresh,
+        out_key="finetune.out",
+        what="fine-tune",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -229,7 +207,7 @@ def run_sft(recipe: Any, *, fresh: bool = False) -> Outcome:
     model = wrap_adapter(job, model, tokenizer, added)
     plan = describe_plan(job, model)
     trainer = build_trainer(job, model, tokenizer, splits)
-    from llmforge.finetune.sft_callback import Progress
+    from llmforge.hf_trainer import Progress
     from llmforge.stop_signal import StopSignal
 
     started = time.perf_counter()
@@ -381,7 +359,7 @@ def build_trainer(job: Job, model: Any, tokenizer: Any, splits: dict) -> Any:
         bf16=bf16,
         fp16=cfg.precision == "fp16",
         use_cpu=not _cuda(),
-        **{_checkpointing_key(): cfg.gradient_checkpointing},
+        **{checkpointing_key(): cfg.gradient_checkpointing},
         max_length=cfg.max_len,
         packing=cfg.packing,
         packing_strategy="bfd",
@@ -405,17 +383,6 @@ def build_trainer(job: Job, model: Any, tokenizer: Any, splits: dict) -> Any:
     return trainer
 
 
-def _checkpointing_key() -> str:
-    """transformers 5.24 renamed gradient_checkpointing to activation_checkpointing (the old name warns)."""
-    from transformers import TrainingArguments
-
-    return (
-        "activation_checkpointing"
-        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
-        else "gradient_checkpointing"
-    )
-
-
 def _cuda() -> bool:
     import torch
 
@@ -428,7 +395,8 @@ def _cuda() -> bool:
 def finish(
     job: Job, trainer: Any, tokenizer: Any, splits: dict, plan: dict, added: list[str], seconds: float
 ) -> dict:
-    from llmforge.finetune.sft_report import history, write_report
+    from llmforge.finetune.sft_report import write_report
+    from llmforge.hf_trainer import read_history as history
     from llmforge.metrics_log import peak_memory_bytes
 
     rows = history(job.trainer_dir / METRICS)
@@ -470,8 +438,8 @@ def finish(
         "peak_memory": plan["peak_memory"],
         "peak_memory_process": peak_memory_bytes(),
         "seconds": seconds,
-        "samples_per_s": _last(rows, "train_samples_per_second"),
-        "train_runtime_s": _last(rows, "train_runtime"),
+        "samples_per_s": last_logged(rows, "train_samples_per_second"),
+        "train_runtime_s": last_logged(rows, "train_runtime"),
         "tokens_per_s": _tokens_per_s(rows),
         "checkpoint": str(checkpoint),
     }
@@ -486,15 +454,8 @@ def finish(
 
 def _tokens_per_s(rows: list[dict]) -> float | None:
     """Input tokens trained on (trl's num_tokens, padding out) per second of the training loop."""
-    tokens, runtime = _last(rows, "num_tokens"), _last(rows, "train_runtime")
+    tokens, runtime = last_logged(rows, "num_tokens"), last_logged(rows, "train_runtime")
     return tokens / runtime if tokens and runtime else None
-
-
-def _last(rows: list[dict], key: str) -> Any:
-    for r in reversed(rows):
-        if key in r:
-            return r[key]
-    return None
 
 
 def write_checkpoint(job: Job, trainer: Any, tokenizer: Any, stats: dict) -> Path:

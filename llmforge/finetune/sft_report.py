@@ -11,18 +11,6 @@ from llmforge.artifacts import atomic_dir, write_json, write_manifest
 from llmforge.console import human_bytes
 
 
-def history(metrics: Path) -> list[dict[str, Any]]:
-    if not metrics.is_file():
-        return []
-    rows = []
-    for line in metrics.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def write_report(path: Path, results: dict, rows: list[dict], checkpoint: Path, recipe: dict) -> Path:
     with atomic_dir(path) as tmp:
         write_json(tmp / "results.json", results)

@@ -23,8 +23,8 @@ from llmforge.pretrain.metrics import Peak
 from llmforge.pretrain.model import ModelSize
 from llmforge.pretrain.preflight import Inputs
 from llmforge.pretrain.schedule import batch_rows_at, lr_at
-from llmforge.pretrain.spike import SpikeGuard
 from llmforge.recipe import Recipe
+from llmforge.spike_guard import SpikeGuard
 from llmforge.stop_signal import StopSignal
 
 __all__ = ["METRICS_FILE", "Outcome", "pretrain"]

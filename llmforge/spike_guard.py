@@ -1,13 +1,22 @@
-"""Loss-spike / divergence detection: a step is a spike when its loss is non-finite or exceeds the
-running mean of recent accepted losses by `sigma` standard deviations."""
+"""Loss-spike / divergence detection, shared by the training loops (pretrain, rlhf ppo): a step is a spike
+when its loss is non-finite or exceeds the running mean of recent accepted losses by `sigma` standard
+deviations."""
 
 from __future__ import annotations
 
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
-from llmforge.pretrain.config import SpikeGuardConfig
+
+class GuardSettings(Protocol):
+    """What the guard reads from a recipe table (pretrain's `[train.spike]`, rlhf's `[rlhf.ppo.spike]`)."""
+
+    enabled: bool
+    sigma: float
+    window: int
+    min_history: int
 
 
 @dataclass(frozen=True)
@@ -17,7 +26,7 @@ class Verdict:
 
 
 class SpikeGuard:
-    def __init__(self, cfg: SpikeGuardConfig, history: list[float] = ()):
+    def __init__(self, cfg: GuardSettings, history: list[float] = ()):
         self.cfg = cfg
         self.history: deque[float] = deque(history, maxlen=cfg.window)
 

@@ -1,0 +1,291 @@
+"""`rlhf ppo`: the checks, loading and outputs around the PPO loop (llmforge/rlhf/ppo.py).
+
+Layout under `rlhf.ppo.out` (default `<rlhf.out>/ppo`):
+  state/step-N/        the loop's resumable state (policy, value model, optimizers, KL controller, RNG, data
+                       position); state/run.json holds what the run trains on, state/metrics.jsonl its steps
+  checkpoint/          the aligned policy (`checkpoint` artifact)
+  report/              results.json, metrics.jsonl, ppo.png (`report` artifact)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmforge.artifacts import atomic_dir, ensure_writable, write_json, write_manifest
+from llmforge.console import UserError, info, progress, quiet_hf_libraries, rate_text
+from llmforge.rlhf import scoring
+from llmforge.rlhf.common import (
+    CHECKPOINT_DIR,
+    REPORT_DIR,
+    Outcome,
+    check_policy,
+    require_chat_template,
+    rlhf_config,
+    seed_of,
+    trainer_out,
+)
+from llmforge.rlhf.trl_run import digest
+
+STATE_DIR = "state"
+RUN_FILE = "run.json"
+
+
+@dataclass
+class PpoJob:
+    recipe: Any
+    out: Path
+    policy: Path
+    spec: scoring.RewardSpec
+    prompts: Any  # PromptSet
+    seed: int
+    resume_key: dict[str, Any]
+
+    @property
+    def cfg(self) -> Any:
+        return rlhf_config(self.recipe).ppo
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out / STATE_DIR
+
+
+def prepare(recipe: Any, *, fresh: bool) -> PpoJob:
+    """Every check before a weight loads: the policy, the reward (a reward-model artifact with the policy's
+    tokenizer, or an importable function), the prompts, the output folder, and whether the run resumes."""
+    cfg = rlhf_config(recipe)
+    key = "rlhf.ppo.policy" if cfg.ppo.policy else "rlhf.policy"
+    policy = Path(cfg.ppo.policy or cfg.policy)
+    check_policy(policy, key, needs="PPO")
+    spec = scoring.resolve(cfg.ppo, recipe, "rlhf.ppo", policy, same_tokenizer=True)
+    from llmforge.rlhf.prompts import load_prompt_set
+
+    seed = seed_of(recipe)
+    prompts = load_prompt_set(cfg, seed)
+    out = trainer_out(recipe, "ppo")
+    ensure_writable(out)
+    resume_key = {
+        **cfg.ppo.model_dump(mode="json", exclude={"out", "keep_last", "steps", "save_every"}),
+        "policy": str(policy.resolve()),
+        "reward": spec.name,
+        "prompts": digest([r.messages for r in prompts.train]),
+        "seed": seed,
+        "system_prompt": cfg.system_prompt,
+        "max_prompt_len": cfg.max_prompt_len,
+    }
+    job = PpoJob(recipe, out, policy, spec, prompts, seed, resume_key)
+    if fresh:
+        for sub in (STATE_DIR, CHECKPOINT_DIR, REPORT_DIR):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    else:
+        check_resumable(job)
+    return job
+
+
+def check_resumable(job: PpoJob) -> None:
+    final = job.out / CHECKPOINT_DIR
+    if (final / "manifest.json").is_file() and not job.state_dir.is_dir():
+        raise UserError(
+            f"{final}: this PPO run already finished; pass --fresh to train again (it replaces the result) or "
+            "set rlhf.ppo.out to another folder"
+        )
+    run_file = job.state_dir / RUN_FILE
+    if not run_file.is_file():
+        return
+    recorded = json.loads(run_file.read_text()).get("resume_key", {})
+    changed = sorted(k for k in {*recorded, *job.resume_key} if recorded.get(k) != job.resume_key.get(k))
+    if changed:
+        raise UserError(
+            f"{job.state_dir}: its state was trained with other {', '.join(changed)}; pass --fresh to start "
+            "over, or set rlhf.ppo.out to another folder"
+        )
+
+
+def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
+    job = prepare(recipe, fresh=fresh)
+    quiet_hf_libraries()
+    from llmforge.rlhf.ppo import PpoLoop
+    from llmforge.rlhf.render import render
+    from llmforge.stop_signal import StopSignal
+
+    tokenizer, models = load_models(job)
+    rendered = render(tokenizer, job.prompts.train, rlhf_config(recipe), "train")
+    device = next(models.policy.parameters()).device
+    scorer = with_plain_prompts(
+        scoring.ppo_scorer(job.spec, device), dict(zip(rendered.texts, rendered.plain, strict=True))
+    )
+    job.state_dir.mkdir(parents=True, exist_ok=True)
+    write_json(job.state_dir / RUN_FILE, {"resume_key": job.resume_key})
+    loop = PpoLoop(
+        job.cfg,
+        models,
+        tokenizer,
+        scorer,
+        rendered.texts,
+        [dict(r.columns) for r in rendered.rows],
+        stop_ids=stop_ids(job.policy, tokenizer),
+        seed=job.seed,
+        state_dir=job.state_dir,
+        metrics_path=job.state_dir / "metrics.jsonl",
+    )
+    started = time.perf_counter()
+    with StopSignal() as stop, progress() as bar:
+        task = bar.add_task("PPO", total=job.cfg.steps, rate="")
+        first: list[int] = []
+
+        def on_step(metrics: dict[str, Any]) -> None:
+            first.append(metrics["step"])
+            bar.update(
+                task,
+                completed=metrics["step"],
+                rate=rate_text(len(first), time.perf_counter() - started, "steps"),
+            )
+            info(
+                f"step {metrics['step']}: score {metrics['score']:.4f}, kl {metrics['kl']:.4f}, "
+                f"β {metrics['beta']:.4f}, reply {metrics['response_length']:.1f} tokens"
+            )
+
+        summary = loop.train(stop, on_step)
+    if "stopped_at_step" in summary:
+        info(
+            f"[yellow]stopped[/] at step {summary['stopped_at_step']} (state saved); run the same command to resume"
+        )
+        return Outcome(summary, interrupted=stop.signum or 15)
+    return Outcome(finish(job, models, tokenizer, rendered, summary, time.perf_counter() - started))
+
+
+def load_models(job: PpoJob) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmforge.rlhf.ppo import PpoModels, value_model_from
+
+    tokenizer = AutoTokenizer.from_pretrained(job.policy)
+    require_chat_template(tokenizer, rlhf_config(job.recipe), job.policy)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        policy = AutoModelForCausalLM.from_pretrained(job.policy, dtype=torch.float32)
+        ref = AutoModelForCausalLM.from_pretrained(job.policy, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise UserError(f"{job.policy}: model does not load ({e})") from None
+    ref.eval()
+    ref.requires_grad_(False)
+    return tokenizer, PpoModels(policy=policy, ref=ref, value=value_model_from(job.policy))
+
+
+def stop_ids(policy: Path, tokenizer: Any) -> list[int]:
+    """The ids that end a reply: the checkpoint's generation_config eos ids (the chat template's end of turn,
+    written by `finetune sft`), else the tokenizer's EOS."""
+    from transformers import GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(policy).eos_token_id
+    except OSError:
+        eos = None
+    ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+    return ids or [tokenizer.eos_token_id]
+
+
+def with_plain_prompts(scorer: Any, plain: dict[str, str]) -> Any:
+    """Reward functions read the user's turn, not the rendered template: map each rendered prompt back."""
+
+    def score(sequences, attention_mask, prompts, completions, columns):
+        return scorer(sequences, attention_mask, [plain.get(p, p) for p in prompts], completions, columns)
+
+    return score
+
+
+def finish(
+    job: PpoJob, models: Any, tokenizer: Any, rendered: Any, summary: dict, seconds: float
+) -> dict[str, Any]:
+    from llmforge.hf_trainer import read_history
+
+    rows = read_history(job.state_dir / "metrics.jsonl")
+    stats = {
+        "method": "ppo",
+        "policy": str(job.policy.resolve()),
+        "reward": job.spec.name,
+        "steps": rows[-1]["step"] if rows else 0,
+        "first_score": _mean(rows[: max(1, len(rows) // 5)], "score"),
+        "last_score": _mean(rows[-max(1, len(rows) // 5) :], "score"),
+        "last_kl": _mean(rows[-max(1, len(rows) // 5) :], "kl"),
+    }
+    checkpoint = job.out / CHECKPOINT_DIR
+    with atomic_dir(checkpoint) as tmp:
+        models.policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        models.policy.generation_config.save_pretrained(tmp)
+        inputs = [job.policy, *job.prompts.inputs, *([job.spec.model] if job.spec.model else [])]
+        write_manifest(
+            tmp, "checkpoint", recipe=job.recipe.to_dict(), inputs=inputs, stats={**stats, "variant": "full"}
+        )
+    results = {
+        **stats,
+        **{k: v for k, v in summary.items() if k not in stats},
+        "prompts": {"train": len(rendered.rows), "too_long": rendered.too_long},
+        "seconds": seconds,
+        "checkpoint": str(checkpoint),
+    }
+    report = job.out / REPORT_DIR
+    with atomic_dir(report) as tmp:
+        write_json(tmp / "results.json", results)
+        (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        plot_ppo(rows, tmp / "ppo.png")
+        write_manifest(tmp, "report", recipe=job.recipe.to_dict(), inputs=[checkpoint], stats=stats)
+    shutil.rmtree(job.state_dir, ignore_errors=True)
+    results["report"] = str(report)
+    return results
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+PANELS = (
+    ("score", "reward-model / function score"),
+    ("kl", "KL to the reference (nats/reply)"),
+    ("response_length", "reply tokens"),
+    ("entropy", "entropy (nats/token)"),
+    ("policy_clipfrac", "policy clip fraction"),
+    ("value_clipfrac", "value clip fraction"),
+)
+
+
+def plot_ppo(rows: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.4))
+    for ax, (key, label) in zip(axes.flat, PANELS, strict=True):
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            ax.plot([s for s, _ in points], [v for _, v in points])
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+    fig.suptitle("PPO")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def summary_rows(results: dict[str, Any]) -> dict[str, Any]:
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.4f}"
+
+    return {
+        "reward": results["reward"],
+        "steps": results["steps"],
+        "mean score (first → last fifth of steps)": f"{fmt(results['first_score'])} → {fmt(results['last_score'])}",
+        "KL to the reference (last fifth)": fmt(results["last_kl"]),
+        "prompts (train / too long)": f"{results['prompts']['train']} / {results['prompts']['too_long']}",
+        "checkpoint": results["checkpoint"],
+        "report": results["report"],
+    }

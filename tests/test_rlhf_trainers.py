@@ -1,0 +1,255 @@
+"""The trl-driven rlhf trainers on a tiny chat model and a planted, learnable preference (replies made of one set
+of words are preferred over replies made of another): the reward model learns it and beats chance on held-out
+pairs with its score head saved intact; DPO raises the chosen-minus-rejected log-prob margin; GRPO/RLOO run the
+online loop on a programmatic reward; and the checks that must refuse bad input before any training."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from eval_tiny_model import build_tiny_model  # noqa: E402
+
+from llmforge.console import UserError  # noqa: E402
+
+GOOD = "apple river garden music silver candle".split()
+BAD = "stone cloud window forest thunder rust".split()
+TOPICS = "the sea,a city,the night,an old house,the road,a small boat,the hills,a letter".split(",")
+
+
+@pytest.fixture(scope="session")
+def policy(tmp_path_factory, shared_data) -> Path:
+    """A 2-layer llama with the ChatML template installed (role tokens added), standing in for an SFT model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmforge.generation.chat_template import BUILTIN, install
+
+    root = tmp_path_factory.mktemp("rlhf")
+    base = build_tiny_model(root / "base", shared_data / "tinyshakespeare" / "input.txt", vocab_size=400)
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    install(tok, model, BUILTIN["chatml"])
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
+    model.save_pretrained(root / "policy")
+    tok.save_pretrained(root / "policy")
+    return root / "policy"
+
+
+def planted_pairs(n: int, seed: int, start: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(start, start + n):
+        topic = TOPICS[i % len(TOPICS)]
+        rows.append(
+            {
+                "prompt": f"Write three words about {topic} ({i}).",
+                "chosen": " ".join(rng.choice(GOOD) for _ in range(3)),
+                "rejected": " ".join(rng.choice(BAD) for _ in range(3)),
+            }
+        )
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def recipe(tmp_path: Path, policy: Path, extra: str = "") -> Path:
+    train = write_jsonl(tmp_path / "train.jsonl", planted_pairs(48, 0))
+    val = write_jsonl(tmp_path / "val.jsonl", planted_pairs(16, 1, start=100))
+    text = f"""
+[run]
+name = "t"
+out_dir = "{tmp_path / "runs"}"
+
+[rlhf]
+policy = "{policy}"
+max_prompt_len = 48
+max_len = 96
+
+[[rlhf.preferences]]
+path = "{train}"
+val_path = "{val}"
+
+[rlhf.reward]
+max_steps = 30
+batch_size = 8
+lr = 2e-3
+eval_every = 30
+
+[rlhf.dpo]
+max_steps = 12
+batch_size = 8
+lr = 1e-3
+eval_every = 12
+{extra}
+"""
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def load(path: Path, *sets: str):
+    from llmforge.recipe import load_recipe
+
+    return load_recipe(path, list(sets))
+
+
+def test_reward_model_learns_a_planted_preference_and_its_saved_head_scores_the_same(tmp_path, policy):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from llmforge.rlhf.reward import run_reward
+
+    results = run_reward(load(recipe(tmp_path, policy))).results
+    assert results["val"]["pairs"] == 16
+    assert results["val"]["accuracy"] >= 0.8, results["val"]  # chance is 0.5
+    assert results["val"]["mean_margin"] > 0
+    ckpt = Path(results["checkpoint"])
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    assert manifest["stats"]["model_kind"] == "reward_model"
+    assert manifest["stats"]["reload_max_score_diff"] < 1e-4
+    # reloaded from disk, the model still prefers the planted words (a random head would not)
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+
+    def score(reply: str) -> float:
+        text = tok.apply_chat_template(
+            [
+                {"role": "user", "content": "Write three words about the sea."},
+                {"role": "assistant", "content": reply},
+            ],
+            tokenize=False,
+        )
+        with torch.no_grad():
+            return model(**tok(text, return_tensors="pt")).logits[0, 0].item()
+
+    assert score("apple garden silver") > score("stone window rust")
+    report = Path(results["report"])
+    assert (report / "calibration.png").stat().st_size > 0
+    assert json.loads((report / "results.json").read_text())["val"]["calibration"]
+
+
+def test_dpo_raises_the_chosen_minus_rejected_log_prob_margin(tmp_path, policy):
+    from llmforge.rlhf.dpo import run_dpo
+
+    results = run_dpo(load(recipe(tmp_path, policy))).results
+    before, after = results["before"], results["after"]
+    assert before["margin"] == pytest.approx(0.0, abs=1e-6)  # the policy is its own reference at step 0
+    assert after["logp_margin"] > before["logp_margin"] + 1.0, (before, after)
+    assert after["accuracy"] > 0.8
+    assert (Path(results["checkpoint"]) / "model.safetensors").is_file()
+
+
+def test_dpo_with_precomputed_reference_and_two_losses_trains(tmp_path, policy):
+    from llmforge.rlhf.dpo import run_dpo
+
+    r = load(
+        recipe(tmp_path, policy),
+        "rlhf.dpo.precompute_ref_log_probs=true",
+        'rlhf.dpo.loss_type=["sigmoid","ipo"]',
+        "rlhf.dpo.loss_weights=[1.0,0.5]",
+        "rlhf.dpo.max_steps=6",
+        "rlhf.dpo.eval_every=6",
+    )
+    results = run_dpo(r).results
+    assert results["loss_type"] == ["sigmoid", "ipo"]
+    assert results["after"]["logp_margin"] > results["before"]["logp_margin"]
+
+
+def test_our_dpo_loss_names_are_trls():
+    import dataclasses
+
+    from trl import DPOConfig
+
+    from llmforge.rlhf.config import DPO_LOSSES
+
+    field = {f.name: f for f in dataclasses.fields(DPOConfig)}["loss_type"]
+    help_text = field.metadata["help"]
+    for name in DPO_LOSSES:
+        assert f"'{name}'" in help_text or f"`{name}`" in help_text or name in help_text
+
+
+def reward_fn(prompts, completions, **_):
+    """A programmatic reward for the online trainers: the share of GOOD words in the reply."""
+    return [sum(w in GOOD for w in c.split()) / max(1, len(c.split())) for c in completions]
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_online_trainers_run_on_a_programmatic_reward_and_report_per_step(tmp_path, policy, algo):
+    from llmforge.rlhf.online import run_online
+
+    sys.modules.setdefault("rlhf_test_rewards", sys.modules[__name__])
+    extra = f"""
+[rlhf.{algo}]
+reward_fn = "python:rlhf_test_rewards:reward_fn"
+max_steps = 3
+batch_size = 4
+num_generations = 4
+response_length = 8
+eval_every = 3
+lr = 1e-3
+"""
+    results = run_online(load(recipe(tmp_path, policy, extra)), algo).results
+    assert results["steps"] == 3
+    assert len(results["per_step"]) == 3
+    assert all(r["reward"] is not None for r in results["per_step"])
+    assert results["val_reward_before"] is not None and results["val_reward_after"] is not None
+    assert (Path(results["report"]) / f"{algo}.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+
+def test_a_reward_model_that_is_not_a_reward_artifact_is_refused(tmp_path, policy):
+    from llmforge.rlhf.online import prepare
+
+    r = load(recipe(tmp_path, policy, f'\n[rlhf.grpo]\nreward_model = "{policy}"\n'))
+    with pytest.raises(UserError, match="not a reward-model checkpoint"):
+        prepare(r, "grpo", fresh=False)
+
+
+def test_a_missing_reward_model_says_to_train_one(tmp_path, policy):
+    from llmforge.rlhf.ppo_run import prepare
+
+    with pytest.raises(UserError, match="run `llmforge rlhf reward RECIPE` first"):
+        prepare(load(recipe(tmp_path, policy)), fresh=False)
+
+
+def test_a_reward_model_with_another_tokenizer_is_refused_for_ppo(tmp_path, policy, shared_data):
+    from llmforge.artifacts import write_manifest
+    from llmforge.rlhf.ppo_run import prepare
+
+    other = build_tiny_model(
+        tmp_path / "other", shared_data / "tinyshakespeare" / "input.txt", vocab_size=300
+    )
+    write_manifest(other, "checkpoint", stats={"model_kind": "reward_model"})
+    r = load(recipe(tmp_path, policy, f'\n[rlhf.ppo]\nreward_model = "{other}"\n'))
+    with pytest.raises(UserError, match="tokenizer differs from the policy"):
+        prepare(r, fresh=False)
+
+
+def test_kl_coefficient_must_be_positive(tmp_path, policy):
+    with pytest.raises(UserError, match="rlhf.ppo.kl_coef"):
+        load(recipe(tmp_path, policy), "rlhf.ppo.kl_coef=0")
+
+
+def test_an_unknown_dpo_loss_is_refused(tmp_path, policy):
+    with pytest.raises(UserError, match="not a DPO loss"):
+        load(recipe(tmp_path, policy), 'rlhf.dpo.loss_type=["sigmoid","nope"]')
+
+
+def test_a_finished_reward_run_is_not_silently_retrained(tmp_path, policy):
+    from llmforge.rlhf.reward import prepare, run_reward
+
+    r = load(recipe(tmp_path, policy), "rlhf.reward.max_steps=2", "rlhf.reward.eval_every=2")
+    run_reward(r)
+    with pytest.raises(UserError, match="already finished; pass --fresh"):
+        prepare(r, fresh=False)

@@ -183,6 +183,8 @@ class PpoLoop:
         """Run to `cfg.steps` (resuming from the newest state in `state_dir`); returns a summary, or
         {"stopped_at_step": N} when `stop` was signalled (the state is saved first)."""
         resumed = self.resume()
+        if not resumed:
+            _seed_everything(self.seed)
         log = MetricsLog(self.metrics_path, self.state.step if resumed else None)
         while self.state.step < self.cfg.steps:
             metrics = self.step()
@@ -499,6 +501,13 @@ def state_dirs(state_dir: Path) -> list[Path]:
 def _adam(lr: float) -> dict[str, Any]:
     # eps 1e-5 as OpenAI's lm-human-preferences (TensorFlow's Adam; Huang et al. 2024); no weight decay
     return {"lr": lr, "eps": 1e-5, "weight_decay": 0.0}
+
+
+def _seed_everything(seed: int) -> None:
+    """A fresh run's sampling (and any randomness of the scorer) follows from `seed` alone."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # every device's generator
 
 
 def _rng_state() -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmforge.artifacts import atomic_dir, write_manifest
 from llmforge.console import UserError, quiet_hf_libraries
 from llmforge.rlhf import trl_run
 from llmforge.rlhf.common import (
@@ -141,18 +140,14 @@ def finish(job: trl_run.TrlJob, trainer: Any, tokenizer: Any, seconds: float, pe
         "val_reward_margin": after["margin"],
         "val_logp_margin": after.get("logp_margin"),
     }
-    checkpoint = write_checkpoint(job, trainer, tokenizer, stats)
+    checkpoint = trl_run.write_policy_checkpoint(job, trainer.model, tokenizer, stats)
     data = job.extra["data"]
     results = {
         **stats,
         "before": before,
         "after": after,
         "precompute_ref_log_probs": keys.precompute_ref_log_probs,
-        "pairs": {
-            "train_read": len(data.train),
-            "val_read": len(data.val),
-            **{f"{k}_kept": v for k, v in job.extra["kept"].items()},
-        },
+        "pairs": trl_run.pair_counts(job),
         "data": data.stats,
         "seconds": seconds,
         "samples_per_s": last_logged(rows, "train_samples_per_second"),
@@ -178,23 +173,6 @@ def finish(job: trl_run.TrlJob, trainer: Any, tokenizer: Any, seconds: float, pe
         trl_run.write_report(job, results, rows, plots, ("val_reward_accuracy", "val_reward_margin", "steps"))
     )
     return results
-
-
-def write_checkpoint(job: trl_run.TrlJob, trainer: Any, tokenizer: Any, stats: dict) -> Path:
-    """The aligned policy as a `checkpoint` artifact (a full HF causal-LM dir with its tokenizer and chat
-    template), its manifest naming the SFT policy and the preference files."""
-    with atomic_dir(job.checkpoint_dir) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        trainer.model.generation_config.save_pretrained(tmp)
-        write_manifest(
-            tmp,
-            "checkpoint",
-            recipe=job.recipe.to_dict(),
-            inputs=job.inputs,
-            stats={**stats, "variant": "full"},
-        )
-    return job.checkpoint_dir
 
 
 def summary_rows(results: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmforge.artifacts import atomic_dir, write_manifest
 from llmforge.console import quiet_hf_libraries
 from llmforge.rlhf import scoring, trl_run
 from llmforge.rlhf.common import Outcome, check_policy, rlhf_config, seed_of, trl_args, use_bf16
@@ -144,7 +143,7 @@ def finish(
         "val_reward_before": evals[0].get("eval_reward"),
         "val_reward_after": evals[-1].get("eval_reward"),
     }
-    checkpoint = write_checkpoint(job, trainer, tokenizer, stats)
+    checkpoint = trl_run.write_policy_checkpoint(job, trainer.model, tokenizer, stats)
     results = {
         **stats,
         "num_generations": keys.num_generations,
@@ -157,47 +156,18 @@ def finish(
         "peak_memory": peak,
         "checkpoint": str(checkpoint),
     }
-    plots = {f"{algo}.png": lambda png: plot_online(steps, png, algo.upper())}
+    plots = {f"{algo}.png": lambda png: trl_run.plot_panels(steps, ONLINE_PANELS, png, algo.upper())}
     results["report"] = str(
         trl_run.write_report(job, results, rows, plots, ("first_reward", "last_reward", "steps"))
     )
     return results
 
 
-def write_checkpoint(job: trl_run.TrlJob, trainer: Any, tokenizer: Any, stats: dict) -> Path:
-    with atomic_dir(job.checkpoint_dir) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        trainer.model.generation_config.save_pretrained(tmp)
-        write_manifest(
-            tmp,
-            "checkpoint",
-            recipe=job.recipe.to_dict(),
-            inputs=job.inputs,
-            stats={**stats, "variant": "full"},
-        )
-    return job.checkpoint_dir
-
-
-def plot_online(steps: list[dict], png: Path, title: str) -> None:
-    """Mean reward, KL to the reference and reply length per step (the same panels as PPO's plot)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (("reward", "mean reward"), ("kl", "KL to the reference"), ("response_length", "reply tokens"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(10, 3.2))
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        points = [(r["step"], r[key]) for r in steps if r.get(key) is not None]
-        if points:
-            ax.plot([s for s, _ in points], [v for _, v in points])
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("step")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+ONLINE_PANELS = (
+    ("reward", "mean reward"),
+    ("kl", "KL to the reference"),
+    ("response_length", "reply tokens"),
+)
 
 
 def summary_rows(results: dict[str, Any]) -> dict[str, Any]:

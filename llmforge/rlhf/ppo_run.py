@@ -29,7 +29,7 @@ from llmforge.rlhf.common import (
     seed_of,
     trainer_out,
 )
-from llmforge.rlhf.trl_run import digest
+from llmforge.rlhf.trl_run import digest, plot_panels
 
 STATE_DIR = "state"
 RUN_FILE = "run.json"
@@ -235,7 +235,7 @@ def finish(
     with atomic_dir(report) as tmp:
         write_json(tmp / "results.json", results)
         (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        plot_ppo(rows, tmp / "ppo.png")
+        plot_panels(rows, PANELS, tmp / "ppo.png", "PPO")
         write_manifest(tmp, "report", recipe=job.recipe.to_dict(), inputs=[checkpoint], stats=stats)
     shutil.rmtree(job.state_dir, ignore_errors=True)
     results["report"] = str(report)
@@ -255,25 +255,6 @@ PANELS = (
     ("policy_clipfrac", "policy clip fraction"),
     ("value_clipfrac", "value clip fraction"),
 )
-
-
-def plot_ppo(rows: list[dict], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(10, 5.4))
-    for ax, (key, label) in zip(axes.flat, PANELS, strict=True):
-        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        if points:
-            ax.plot([s for s, _ in points], [v for _, v in points])
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-    fig.suptitle("PPO")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100, metadata={"Software": None})
-    plt.close(fig)
 
 
 def summary_rows(results: dict[str, Any]) -> dict[str, Any]:

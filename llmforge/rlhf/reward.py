@@ -167,11 +167,7 @@ def finish(job: trl_run.TrlJob, trainer: Any, tokenizer: Any, seconds: float, pe
         "val": val,
         "train": {k: v for k, v in train.items() if k != "calibration"},
         "first_val_accuracy": first.get("eval_accuracy"),
-        "pairs": {
-            "train_read": len(data.train),
-            "val_read": len(data.val),
-            **{f"{k}_kept": v for k, v in job.extra["kept"].items()},
-        },
+        "pairs": trl_run.pair_counts(job),
         "data": data.stats,
         "seconds": seconds,
         "samples_per_s": last_logged(rows, "train_samples_per_second"),

@@ -160,3 +160,50 @@ def plot_curves(rows: list[dict], keys: dict[str, str], png: Path, title: str, y
     fig.tight_layout()
     fig.savefig(png, dpi=100, metadata={"Software": None})
     plt.close(fig)
+
+
+def pair_counts(job: TrlJob) -> dict[str, int]:
+    """Pairs read per split, and kept once trl dropped the over-long ones."""
+    data = job.extra["data"]
+    kept = {f"{k}_kept": v for k, v in job.extra["kept"].items()}
+    return {"train_read": len(data.train), "val_read": len(data.val), **kept}
+
+
+def write_policy_checkpoint(job: TrlJob, model: Any, tokenizer: Any, stats: dict) -> Path:
+    """The trained policy as a `checkpoint` artifact (a full HF causal-LM dir with its tokenizer, chat template
+    and generation config), its manifest naming the policy it started from and the data files."""
+    with atomic_dir(job.checkpoint_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        write_manifest(
+            tmp,
+            "checkpoint",
+            recipe=job.recipe.to_dict(),
+            inputs=job.inputs,
+            stats={**stats, "variant": "full"},
+        )
+    return job.checkpoint_dir
+
+
+def plot_panels(
+    rows: list[dict], panels: tuple[tuple[str, str], ...], png: Path, title: str, cols: int = 3
+) -> None:
+    """One small line plot per (metric key, label) by step: the online trainers' and PPO's report plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(10, 2.7 * nrows + 0.6), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels, strict=False):
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            ax.plot([s for s, _ in points], [v for _, v in points])
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100, metadata={"Software": None})
+    plt.close(fig)

@@ -102,13 +102,18 @@ def load(path: Path, *sets: str):
     return load_recipe(path, list(sets))
 
 
-def test_reward_model_learns_a_planted_preference_and_its_saved_head_scores_the_same(tmp_path, policy):
+@pytest.fixture(scope="module")
+def reward_results(tmp_path_factory, policy) -> dict:
+    from llmforge.rlhf.reward import run_reward
+
+    return run_reward(load(recipe(tmp_path_factory.mktemp("reward"), policy))).results
+
+
+def test_reward_model_learns_a_planted_preference_and_its_saved_head_scores_the_same(reward_results):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from llmforge.rlhf.reward import run_reward
-
-    results = run_reward(load(recipe(tmp_path, policy))).results
+    results = reward_results
     assert results["val"]["pairs"] == 16
     assert results["val"]["accuracy"] >= 0.8, results["val"]  # chance is 0.5
     assert results["val"]["mean_margin"] > 0
@@ -203,6 +208,87 @@ lr = 1e-3
     assert all(r["reward"] is not None for r in results["per_step"])
     assert results["val_reward_before"] is not None and results["val_reward_after"] is not None
     assert (Path(results["report"]) / f"{algo}.png").is_file()
+
+
+PPO_SETS = (
+    "rlhf.ppo.steps=4",
+    "rlhf.ppo.rollout_batch=4",
+    "rlhf.ppo.minibatch_size=2",
+    "rlhf.ppo.ppo_epochs=1",
+    "rlhf.ppo.response_length=8",
+    "rlhf.ppo.save_every=2",
+    "rlhf.ppo.lr=1e-4",
+)
+
+
+def test_ppo_against_the_reward_model_writes_an_aligned_checkpoint_and_per_step_report(
+    tmp_path, policy, reward_results
+):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmforge.artifacts import read_manifest
+    from llmforge.rlhf.ppo_run import run_ppo
+
+    r = load(recipe(tmp_path, policy), *PPO_SETS, f"rlhf.ppo.reward_model={reward_results['checkpoint']!r}")
+    results = run_ppo(r).results
+    assert results["steps"] == 4 and results["reward"] == reward_results["checkpoint"]
+    rows = [json.loads(x) for x in (Path(results["report"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]
+    for key in ("score", "kl", "response_length", "entropy", "policy_clipfrac", "value_clipfrac", "beta"):
+        assert all(row[key] is not None for row in rows), key
+    assert (Path(results["report"]) / "ppo.png").stat().st_size > 1000
+    ckpt = Path(results["checkpoint"])
+    assert read_manifest(ckpt)["kind"] == "checkpoint"
+    assert not (ckpt.parent / "state").exists()  # the resumable state goes once the run is done
+    before = AutoModelForCausalLM.from_pretrained(policy).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(ckpt).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the policy was trained
+
+
+PPO_REWARD = """
+def letters(prompts, completions, **_):
+    return [sum(c.isalpha() for c in t) / max(len(t), 1) for t in completions]
+"""
+
+
+@pytest.mark.slow
+def test_ppo_killed_with_sigkill_resumes_exactly_through_the_cli(tmp_path, policy):
+    """Two runs of `llmforge rlhf ppo`: one uninterrupted, one SIGKILLed after its step-2 state and run again.
+    Every step's metrics (timings aside) must be equal."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from llmforge.rlhf.ppo import TIMING_KEYS
+
+    (tmp_path / "ppo_rewards.py").write_text(PPO_REWARD)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    sets = [*PPO_SETS, "rlhf.ppo.steps=6", 'rlhf.ppo.reward_fn="python:ppo_rewards:letters"']
+
+    def command(out: Path) -> list[str]:
+        args = [sys.executable, "-m", "llmforge", "--quiet", "rlhf", "ppo", str(recipe(tmp_path, policy))]
+        return [*args, *(x for s in [*sets, f"rlhf.ppo.out={str(out)!r}"] for x in ("--set", s))]
+
+    killed = subprocess.Popen(command(tmp_path / "killed"), env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "killed" / "state" / "step-2").is_dir():
+        assert killed.poll() is None and time.monotonic() < deadline, killed.stderr.read()
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "checkpoint").exists()
+    for out in ("killed", "whole"):
+        done = subprocess.run(command(tmp_path / out), env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    def metrics(out: str) -> list[dict]:
+        text = (tmp_path / out / "report" / "metrics.jsonl").read_text()
+        return [{k: v for k, v in json.loads(x).items() if k not in TIMING_KEYS} for x in text.splitlines()]
+
+    assert [m["step"] for m in metrics("killed")] == [1, 2, 3, 4, 5, 6]
+    assert metrics("killed") == metrics("whole")
 
 
 # ------------------------------------------------------------------------------------------ refusals

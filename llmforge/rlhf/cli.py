@@ -79,7 +79,7 @@ def dpo(
     _finish(run_dpo(load_recipe(recipe, set_), fresh=fresh), as_json, "rlhf dpo", summary_rows)
 
 
-@app.command("ppo", epilog=EXAMPLE, hidden=True)  # until the loop (rlhf/ppo.py) lands: docs/STATUS.md
+@app.command("ppo", epilog=EXAMPLE)
 def ppo(
     recipe: Path = typer.Argument(..., help=RECIPE_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),

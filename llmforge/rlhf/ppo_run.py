@@ -108,15 +108,18 @@ def check_resumable(job: PpoJob) -> None:
 def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
     job = prepare(recipe, fresh=fresh)
     quiet_hf_libraries()
+    from accelerate import Accelerator
+
     from llmforge.rlhf.ppo import PpoLoop
     from llmforge.rlhf.render import render
     from llmforge.stop_signal import StopSignal
 
     tokenizer, models = load_models(job)
     rendered = render(tokenizer, job.prompts.train, rlhf_config(recipe), "train")
-    device = next(models.policy.parameters()).device
+    accelerator = Accelerator(cpu=not _has_gpu())
     scorer = with_plain_prompts(
-        scoring.ppo_scorer(job.spec, device), dict(zip(rendered.texts, rendered.plain, strict=True))
+        scoring.ppo_scorer(job.spec, accelerator.device),
+        dict(zip(rendered.texts, rendered.plain, strict=True)),
     )
     job.state_dir.mkdir(parents=True, exist_ok=True)
     write_json(job.state_dir / RUN_FILE, {"resume_key": job.resume_key})
@@ -131,6 +134,7 @@ def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
         seed=job.seed,
         state_dir=job.state_dir,
         metrics_path=job.state_dir / "metrics.jsonl",
+        accelerator=accelerator,
     )
     started = time.perf_counter()
     with StopSignal() as stop, progress() as bar:
@@ -156,6 +160,12 @@ def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
         )
         return Outcome(summary, interrupted=stop.signum or 15)
     return Outcome(finish(job, models, tokenizer, rendered, summary, time.perf_counter() - started))
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def load_models(job: PpoJob) -> tuple[Any, Any]:

@@ -238,6 +238,8 @@ def test_ppo_against_the_reward_model_writes_an_aligned_checkpoint_and_per_step_
     for key in ("score", "kl", "response_length", "entropy", "policy_clipfrac", "value_clipfrac", "beta"):
         assert all(row[key] is not None for row in rows), key
     assert (Path(results["report"]) / "ppo.png").stat().st_size > 1000
+    # scored on the 16 held-out prompts, before (the reference = the initial policy) and after
+    assert isinstance(results["val_reward_before"], float) and isinstance(results["val_reward_after"], float)
     ckpt = Path(results["checkpoint"])
     assert read_manifest(ckpt)["kind"] == "checkpoint"
     assert not (ckpt.parent / "state").exists()  # the resumable state goes once the run is done

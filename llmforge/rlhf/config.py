@@ -200,6 +200,7 @@ class PpoConfig(RewardSource):
     max_grad_norm: float = Field(1.0, gt=0)
     save_every: int = Field(10, ge=1)  # steps between resumable checkpoints
     keep_last: int = Field(2, ge=1)
+    val_prompts: int = Field(64, ge=0)  # held-out prompts scored before and after training (0: none)
     spike: SpikeConfig = Field(default_factory=SpikeConfig)
     out: RecipePath | None = None
 

@@ -302,12 +302,13 @@ class PpoLoop:
                 query_mask[row, width - len(x) :] = 1
         return query.to(self.device), query_mask.to(self.device)
 
-    def _generate(self, query: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-        """Pure sampling at the configured temperature. The checkpoint's own generation config (top_k,
-        repetition penalty, …) is swapped out for the call: PPO's ratios assume exactly this policy."""
+    def _generate(self, query: torch.Tensor, query_mask: torch.Tensor, model: Any = None) -> torch.Tensor:
+        """Pure sampling at the configured temperature (from the policy unless `model` is given). The
+        checkpoint's own generation config (top_k, repetition penalty, …) is swapped out for the call: PPO's
+        ratios assume exactly this policy."""
         from transformers import GenerationConfig
 
-        policy = self.accelerator.unwrap_model(self.models.policy)
+        policy = self.accelerator.unwrap_model(model if model is not None else self.models.policy)
         sampling = GenerationConfig(
             do_sample=True,
             temperature=self.cfg.temperature,
@@ -330,17 +331,48 @@ class PpoLoop:
 
     def _score(self, prompt_index, sequences, attention_mask, responses, mask) -> torch.Tensor:
         rows = prompt_index.tolist()
+        return self._score_replies(
+            [self.prompts[i] for i in rows], [self.columns[i] for i in rows], sequences, attention_mask,
+            responses, mask,
+        )  # fmt: skip
+
+    def _score_replies(
+        self, prompts, column_rows, sequences, attention_mask, responses, mask
+    ) -> torch.Tensor:
         completions = [
             self.tokenizer.decode(r[m].tolist(), skip_special_tokens=True)
             for r, m in zip(responses, mask, strict=True)
         ]
-        keys = sorted({k for i in rows for k in self.columns[i]})
-        columns = {k: [self.columns[i].get(k) for i in rows] for k in keys}
-        scores = self.scorer(sequences, attention_mask, [self.prompts[i] for i in rows], completions, columns)
+        keys = sorted({k for row in column_rows for k in row})
+        columns = {k: [row.get(k) for row in column_rows] for k in keys}
+        scores = self.scorer(sequences, attention_mask, prompts, completions, columns)
         scores = torch.as_tensor(scores, dtype=torch.float32).to(self.device).reshape(-1)
-        if scores.shape[0] != len(rows):
-            raise ValueError(f"the scorer returned {scores.shape[0]} scores for {len(rows)} replies")
+        if scores.shape[0] != len(prompts):
+            raise ValueError(f"the scorer returned {scores.shape[0]} scores for {len(prompts)} replies")
         return scores
+
+    @torch.no_grad()
+    def mean_score(self, model: Any, prompts: list[str], columns: list[dict], seed: int) -> float:
+        """The mean score of `model`'s replies to other (held-out) prompts, sampled and scored as in a rollout,
+        under its own seed: the training RNG is left as it was, so a resumed run stays exact."""
+        queries = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        devices = [self.device] if self.device.type == "cuda" else []
+        total = 0.0
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for start in range(0, len(prompts), self.cfg.rollout_batch):
+                rows = range(start, min(start + self.cfg.rollout_batch, len(prompts)))
+                query, query_mask = self._left_pad([queries[i] for i in rows])
+                responses, mask, _ = pm.truncate_at_stop(
+                    self._generate(query, query_mask, model), self.stop_ids, self.pad_id
+                )
+                scores = self._score_replies(
+                    [prompts[i] for i in rows], [columns[i] for i in rows],
+                    torch.cat([query, responses], dim=1), torch.cat([query_mask, mask.long()], dim=1),
+                    responses, mask,
+                )  # fmt: skip
+                total += scores.sum().item()
+        return total / len(prompts)
 
     # ---- forward passes ---------------------------------------------------------------------------------
 

@@ -116,11 +116,11 @@ def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
 
     tokenizer, models = load_models(job)
     rendered = render(tokenizer, job.prompts.train, rlhf_config(recipe), "train")
+    held_out = job.prompts.val[: job.cfg.val_prompts]
+    val = render(tokenizer, held_out, rlhf_config(recipe), "val") if held_out else None
+    plain = {t: p for r in (rendered, val) if r for t, p in zip(r.texts, r.plain, strict=True)}
     accelerator = Accelerator(cpu=not _has_gpu())
-    scorer = with_plain_prompts(
-        scoring.ppo_scorer(job.spec, accelerator.device),
-        dict(zip(rendered.texts, rendered.plain, strict=True)),
-    )
+    scorer = with_plain_prompts(scoring.ppo_scorer(job.spec, accelerator.device), plain)
     job.state_dir.mkdir(parents=True, exist_ok=True)
     write_json(job.state_dir / RUN_FILE, {"resume_key": job.resume_key})
     loop = PpoLoop(
@@ -159,7 +159,22 @@ def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
             f"[yellow]stopped[/] at step {summary['stopped_at_step']} (state saved); run the same command to resume"
         )
         return Outcome(summary, interrupted=stop.signum or 15)
-    return Outcome(finish(job, models, tokenizer, rendered, summary, time.perf_counter() - started))
+    val_scores = held_out_scores(loop, val, job.seed)
+    return Outcome(
+        finish(job, models, tokenizer, rendered, summary, val_scores, time.perf_counter() - started)
+    )
+
+
+def held_out_scores(loop: Any, val: Any, seed: int) -> dict[str, float | None]:
+    """The mean score on the held-out prompts of the initial policy (the frozen reference is a copy of it)
+    and of the trained one, same prompts and sampling seed."""
+    if val is None:
+        return {"val_reward_before": None, "val_reward_after": None}
+    columns = [dict(r.columns) for r in val.rows]
+    return {
+        "val_reward_before": loop.mean_score(loop.models.ref, val.texts, columns, seed),
+        "val_reward_after": loop.mean_score(loop.models.policy, val.texts, columns, seed),
+    }
 
 
 def _has_gpu() -> bool:
@@ -211,7 +226,13 @@ def with_plain_prompts(scorer: Any, plain: dict[str, str]) -> Any:
 
 
 def finish(
-    job: PpoJob, models: Any, tokenizer: Any, rendered: Any, summary: dict, seconds: float
+    job: PpoJob,
+    models: Any,
+    tokenizer: Any,
+    rendered: Any,
+    summary: dict,
+    val_scores: dict,
+    seconds: float,
 ) -> dict[str, Any]:
     from llmforge.hf_trainer import read_history
 
@@ -224,6 +245,7 @@ def finish(
         "first_score": _mean(rows[: max(1, len(rows) // 5)], "score"),
         "last_score": _mean(rows[-max(1, len(rows) // 5) :], "score"),
         "last_kl": _mean(rows[-max(1, len(rows) // 5) :], "kl"),
+        **val_scores,
     }
     checkpoint = job.out / CHECKPOINT_DIR
     with atomic_dir(checkpoint) as tmp:
@@ -276,6 +298,7 @@ def summary_rows(results: dict[str, Any]) -> dict[str, Any]:
         "steps": results["steps"],
         "mean score (first → last fifth of steps)": f"{fmt(results['first_score'])} → {fmt(results['last_score'])}",
         "KL to the reference (last fifth)": fmt(results["last_kl"]),
+        "val mean score (before → after)": f"{fmt(results['val_reward_before'])} → {fmt(results['val_reward_after'])}",
         "prompts (train / too long)": f"{results['prompts']['train']} / {results['prompts']['too_long']}",
         "checkpoint": results["checkpoint"],
         "report": results["report"],

@@ -341,3 +341,99 @@ def test_a_finished_reward_run_is_not_silently_retrained(tmp_path, policy):
     run_reward(r)
     with pytest.raises(UserError, match="already finished; pass --fresh"):
         prepare(r, fresh=False)
+
+
+# ------------------------------------------------------------------------------------------ rounds
+
+
+def letter_share(prompts, completions, **_):
+    """A judge that tells a random model's replies apart: the share of letters among their characters."""
+    return [sum(ch.isalpha() for ch in c) / max(len(c), 1) for c in completions]
+
+
+ROUND_SETS = (
+    'rlhf.rounds.judge_fn="python:rlhf_test_rewards:letter_share"',
+    "rlhf.rounds.prompts_per_round=8",
+    "rlhf.rounds.val_prompts=4",
+    "rlhf.rounds.response_length=8",
+    "rlhf.dpo.max_steps=4",
+    "rlhf.dpo.eval_every=4",
+)
+
+
+def test_a_second_dpo_round_trains_from_the_first_rounds_output_on_judged_pairs(tmp_path, policy):
+    from llmforge.artifacts import read_manifest
+    from llmforge.rlhf.rounds import run_rounds
+
+    sys.modules.setdefault("rlhf_test_rewards", sys.modules[__name__])
+    r = load(recipe(tmp_path, policy), *ROUND_SETS)
+    results = run_rounds(r, "dpo", 2).results
+    first, second = results["rounds"]
+    assert first["policy"] == str(policy) and first["pairs"] == "configured"
+    assert second["policy"] == first["checkpoint"]  # round 2 starts from round 1's output
+    pairs = Path(second["pairs"]).parent
+    manifest = read_manifest(pairs)
+    assert manifest["kind"] == "preferences"
+    assert any(first["checkpoint"] in i.get("path", str(i)) for i in manifest["inputs"])  # lineage
+    rows = [json.loads(x) for x in (pairs / "train.jsonl").read_text().splitlines()]
+    assert rows and all(
+        letter_share([], [p["chosen"]])[0] > letter_share([], [p["rejected"]])[0] for p in rows
+    )
+    dpo_manifest = read_manifest(Path(second["checkpoint"]))
+    assert any(first["checkpoint"] in i.get("path", str(i)) for i in dpo_manifest["inputs"])
+
+    # the same command again: every round is done, nothing is retrained or resampled
+    stamp = (Path(second["checkpoint"]) / "model.safetensors").stat().st_mtime_ns
+    again = run_rounds(r, "dpo", 2).results
+    assert again["rounds"] == results["rounds"]
+    assert (Path(second["checkpoint"]) / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_a_round_labelled_by_people_waits_for_their_file_then_trains_on_it(tmp_path, policy):
+    from llmforge.rlhf.rounds import CANDIDATES, run_rounds
+
+    labels = tmp_path / "labels"
+    sets = [s for s in ROUND_SETS if "judge_fn" not in s] + [f"rlhf.rounds.labels={str(labels)!r}"]
+    r = load(recipe(tmp_path, policy), *sets)
+    waiting = run_rounds(r, "dpo", 2).results
+    assert waiting["waiting_for_labels"] == 2 and len(waiting["rounds_done"]) == 1
+    candidates = tmp_path / "runs" / "t" / "rlhf" / "rounds" / "round-2" / CANDIDATES
+    rows = [json.loads(x) for x in candidates.read_text().splitlines()]
+    labelled = [
+        {"prompt": c["prompt"], "chosen": c["reply_a"] + " apple", "rejected": c["reply_b"] + " stone"}
+        for c in rows
+    ]
+    labels.mkdir()
+    write_jsonl(labels / "round-2.jsonl", labelled)
+    results = run_rounds(r, "dpo", 2).results
+    assert results["rounds"][1]["pairs"] == str(labels / "round-2.jsonl")
+    assert results["rounds"][1]["policy"] == results["rounds"][0]["checkpoint"]
+
+
+@pytest.mark.slow
+def test_ppo_rounds_retrain_the_reward_model_on_the_new_pairs(tmp_path, policy, reward_results):
+    from llmforge.artifacts import read_manifest
+    from llmforge.rlhf.rounds import run_rounds
+
+    sys.modules.setdefault("rlhf_test_rewards", sys.modules[__name__])
+    r = load(
+        recipe(tmp_path, policy),
+        *ROUND_SETS,
+        *PPO_SETS,
+        f"rlhf.ppo.reward_model={reward_results['checkpoint']!r}",
+        "rlhf.reward.max_steps=4",
+        "rlhf.reward.eval_every=4",
+    )
+    first, second = run_rounds(r, "ppo", 2).results["rounds"]
+    assert second["policy"] == first["checkpoint"]
+    reward = Path(second["checkpoint"]).parent.parent / "reward" / "checkpoint"
+    assert read_manifest(reward)["stats"]["model_kind"] == "reward_model"
+    ppo_results = json.loads((Path(second["checkpoint"]).parent / "report" / "results.json").read_text())
+    assert ppo_results["reward"] == str(reward)  # PPO of round 2 scores with round 2's reward model
+
+
+def test_rounds_without_a_labeller_are_refused(tmp_path, policy):
+    from llmforge.rlhf.rounds import check
+
+    with pytest.raises(UserError, match="set rlhf.rounds.judge_model"):
+        check(load(recipe(tmp_path, policy)), "dpo", 2)

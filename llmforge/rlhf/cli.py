@@ -32,6 +32,12 @@ Example (the demo model of recipes/tiny.toml: real function bodies preferred ove
 """
 
 
+ROUNDS_HELP = (
+    "Rounds of sample → label → train (2+: each later round samples pairs from the last policy, labels them "
+    "with the rlhf.rounds judge or people's label files, and trains from it; under <rlhf.out>/rounds)."
+)
+
+
 def _finish(outcome, as_json: bool, title: str, rows) -> None:
     if outcome.interrupted:
         raise typer.Exit(128 + outcome.interrupted)
@@ -64,6 +70,7 @@ def reward(
 def dpo(
     recipe: Path = typer.Argument(..., help=RECIPE_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    rounds: int = typer.Option(1, "--rounds", min=1, help=ROUNDS_HELP),
     fresh: bool = typer.Option(False, "--fresh", help=FRESH_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -76,6 +83,9 @@ def dpo(
     from llmforge.recipe import load_recipe
     from llmforge.rlhf.dpo import run_dpo, summary_rows
 
+    if rounds > 1:
+        _rounds("dpo", load_recipe(recipe, set_), rounds, fresh, as_json)
+        return
     _finish(run_dpo(load_recipe(recipe, set_), fresh=fresh), as_json, "rlhf dpo", summary_rows)
 
 
@@ -83,6 +93,7 @@ def dpo(
 def ppo(
     recipe: Path = typer.Argument(..., help=RECIPE_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    rounds: int = typer.Option(1, "--rounds", min=1, help=ROUNDS_HELP),
     fresh: bool = typer.Option(False, "--fresh", help=FRESH_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -95,7 +106,21 @@ def ppo(
     from llmforge.recipe import load_recipe
     from llmforge.rlhf.ppo_run import run_ppo, summary_rows
 
+    if rounds > 1:
+        _rounds("ppo", load_recipe(recipe, set_), rounds, fresh, as_json)
+        return
     _finish(run_ppo(load_recipe(recipe, set_), fresh=fresh), as_json, "rlhf ppo", summary_rows)
+
+
+def _rounds(method: str, recipe, rounds: int, fresh: bool, as_json: bool) -> None:
+    from llmforge.rlhf.rounds import run_rounds, summary_rows
+
+    _finish(
+        run_rounds(recipe, method, rounds, fresh=fresh),
+        as_json,
+        f"rlhf {method} --rounds {rounds}",
+        summary_rows,
+    )
 
 
 def _online(algo: str, recipe: Path, set_: list[str], fresh: bool, as_json: bool) -> None:

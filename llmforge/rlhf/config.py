@@ -250,6 +250,29 @@ class GrpoConfig(OnlineConfig):
     scale_rewards: Literal["group", "batch", "none"] = "group"
 
 
+class RoundsConfig(Table):
+    """`[rlhf.rounds]`: what `--rounds K` (K > 1) of `rlhf dpo` / `rlhf ppo` samples and who labels it
+    (llmforge/rlhf/rounds.py). Exactly one labeller: a judge model (a reward-model artifact), a judge
+    function (a built-in or `python:module:function`, as reward_fn) or people (`labels`: a folder where
+    `round-N.jsonl` holds their chosen/rejected rows for round N's candidates)."""
+
+    judge_model: RecipePath | None = None
+    judge_fn: str | None = Field(None, min_length=1)
+    labels: RecipePath | None = None
+    prompts_per_round: int = Field(64, ge=1)  # train prompts sampled per round (a fresh seeded subset)
+    val_prompts: int = Field(16, ge=1)  # held-out prompts per round (the round's val pairs)
+    temperature: float = Field(1.0, gt=0)
+    response_length: int = Field(48, ge=1)
+    out: RecipePath | None = None  # default: <rlhf.out>/rounds
+
+    @model_validator(mode="after")
+    def _at_most_one_labeller(self) -> RoundsConfig:
+        given = [k for k in ("judge_model", "judge_fn", "labels") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of judge_model, judge_fn or labels, not {' and '.join(given)}")
+        return self
+
+
 class RlhfConfig(Table):
     """`[rlhf]`: align an instruction-tuned causal LM with preferences (the SFT checkpoint of `finetune sft`)."""
 
@@ -273,6 +296,7 @@ class RlhfConfig(Table):
     ppo: PpoConfig = Field(default_factory=PpoConfig)
     rloo: RlooConfig = Field(default_factory=RlooConfig)
     grpo: GrpoConfig = Field(default_factory=GrpoConfig)
+    rounds: RoundsConfig = Field(default_factory=RoundsConfig)
 
     @model_validator(mode="after")
     def _lengths(self) -> RlhfConfig:

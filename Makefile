@@ -32,7 +32,7 @@ test-fast: install
 RUN_DIR := runs/tiny
 SHARED_DATA ?= ../shared/data
 
-# The whole pipeline on the embedded default (the running Python's standard library), ~5 min on 2 CPU cores.
+# The whole pipeline on the embedded default (the running Python's standard library), ~15 min on 2 CPU cores.
 # It starts from an empty run directory, so every run of the demo reproduces it from scratch.
 demo: install
 	rm -rf $(RUN_DIR)
@@ -68,6 +68,15 @@ demo: install
 	$(LLMFORGE) generate $(RUN_DIR)/checkpoints/step-000200 --file $(RUN_DIR)/demo-prompts.jsonl --max-new-tokens 60 --temperature 0
 	@echo "--- after instruction tuning (chat template; the model ends its answer itself) ---"
 	$(LLMFORGE) generate $(RUN_DIR)/finetune/checkpoint --chat --file $(RUN_DIR)/demo-prompts.jsonl --max-new-tokens 60 --temperature 0
+	$(LLMFORGE) rlhf make-preference-pairs --instructions $(RUN_DIR)/instructions --out $(RUN_DIR)/preferences
+	$(LLMFORGE) rlhf reward $(RECIPE)
+	$(LLMFORGE) rlhf dpo $(RECIPE)
+	$(LLMFORGE) rlhf ppo $(RECIPE)
+	if [ -d $(SHARED_DATA)/piqa ]; then \
+	  $(LLMFORGE) rlhf tax $(RUN_DIR)/finetune/checkpoint $(RUN_DIR)/rlhf/dpo/checkpoint --tasks piqa --limit 200 \
+	    --data-dir $(SHARED_DATA) --out $(RUN_DIR)/reports/tax; fi
+	@echo "--- after DPO (real bodies preferred over corrupted copies) ---"
+	$(LLMFORGE) generate $(RUN_DIR)/rlhf/dpo/checkpoint --chat --file $(RUN_DIR)/demo-prompts.jsonl --max-new-tokens 60 --temperature 0
 
 bench: install
 	$(PY) -m benchmarks.run

@@ -248,6 +248,39 @@ def test_ppo_against_the_reward_model_writes_an_aligned_checkpoint_and_per_step_
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the policy was trained
 
 
+def test_ppo_scores_a_reply_as_the_reward_model_saw_it_in_training(policy, reward_results):
+    """PPO's reply ends at the end-of-turn token; the reward model was trained on rendered conversations, which
+    go on past it (ChatML: a newline). With the template's tail appended, the score of PPO's ids equals the
+    score of the rendered conversation; without it, the head reads another position."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from llmforge.rlhf import scoring
+    from llmforge.rlhf.ppo_run import stop_ids, template_tail, with_template_tail
+
+    tok = AutoTokenizer.from_pretrained(policy)
+    spec = scoring.RewardSpec("model", reward_results["checkpoint"], model=Path(reward_results["checkpoint"]))
+    scorer = scoring.ppo_scorer(spec, "cpu")
+    stops = stop_ids(policy, tok)
+    user = [{"role": "user", "content": "Write three words about the sea."}]
+    prompt = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    reply = "apple garden silver"
+    ids = (
+        tok(prompt, add_special_tokens=False)["input_ids"] + tok(reply, add_special_tokens=False)["input_ids"]
+    )
+    pad = tok.pad_token_id
+    seq = torch.tensor([[*ids, stops[0], pad, pad]])
+    mask = torch.tensor([[1] * (len(ids) + 1) + [0, 0]])
+    full = tok.apply_chat_template([*user, {"role": "assistant", "content": reply}], tokenize=False)
+    full_ids = torch.tensor([tok(full, add_special_tokens=False)["input_ids"]])
+    expected = scorer(full_ids, torch.ones_like(full_ids), [], [], {}).item()
+
+    assert template_tail(tok, stops) == tok("\n", add_special_tokens=False)["input_ids"]
+    with_tail = with_template_tail(scorer, template_tail(tok, stops), stops)
+    assert with_tail(seq, mask, [], [], {}).item() == pytest.approx(expected, abs=1e-5)
+    assert scorer(seq, mask, [], [], {}).item() != pytest.approx(expected, abs=1e-5)
+
+
 PPO_REWARD = """
 def letters(prompts, completions, **_):
     return [sum(c.isalpha() for c in t) / max(len(t), 1) for t in completions]

@@ -120,7 +120,11 @@ def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
     val = render(tokenizer, held_out, rlhf_config(recipe), "val") if held_out else None
     plain = {t: p for r in (rendered, val) if r for t, p in zip(r.texts, r.plain, strict=True)}
     accelerator = Accelerator(cpu=not _has_gpu())
-    scorer = with_plain_prompts(scoring.ppo_scorer(job.spec, accelerator.device), plain)
+    scorer = scoring.ppo_scorer(job.spec, accelerator.device)
+    stops = stop_ids(job.policy, tokenizer)
+    if job.spec.kind == "model" and rlhf_config(recipe).chat_template:
+        scorer = with_template_tail(scorer, template_tail(tokenizer, stops), stops)
+    scorer = with_plain_prompts(scorer, plain)
     job.state_dir.mkdir(parents=True, exist_ok=True)
     write_json(job.state_dir / RUN_FILE, {"resume_key": job.resume_key})
     loop = PpoLoop(
@@ -130,7 +134,7 @@ def run_ppo(recipe: Any, *, fresh: bool = False) -> Outcome:
         scorer,
         rendered.texts,
         [dict(r.columns) for r in rendered.rows],
-        stop_ids=stop_ids(job.policy, tokenizer),
+        stop_ids=stops,
         seed=job.seed,
         state_dir=job.state_dir,
         metrics_path=job.state_dir / "metrics.jsonl",
@@ -214,6 +218,45 @@ def stop_ids(policy: Path, tokenizer: Any) -> list[int]:
         eos = None
     ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
     return ids or [tokenizer.eos_token_id]
+
+
+def template_tail(tokenizer: Any, stops: list[int]) -> list[int]:
+    """The ids the chat template writes after a reply's end-of-turn token (ChatML-like templates: a newline).
+
+    The reward model was trained on whole rendered conversations, so its score was read at the last token of
+    this tail; a PPO reply ends at the end-of-turn token, and scoring it there would read the head one position
+    early, on a context it never saw in training."""
+    probe = [{"role": "user", "content": "x"}]
+    prompt = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template([*probe, {"role": "assistant", "content": "y"}], tokenize=False)
+    if not full.startswith(prompt):
+        return []
+    ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    ends = [i for i, t in enumerate(ids) if t in stops]
+    return ids[ends[-1] + 1 :] if ends else []
+
+
+def with_template_tail(scorer: Any, tail: list[int], stops: list[int]) -> Any:
+    """Score each reply that ended with a stop token as the template renders it: the tail appended."""
+    if not tail:
+        return scorer
+    import torch
+
+    def score(sequences, attention_mask, prompts, completions, columns):
+        rows, width = sequences.shape
+        pad = torch.zeros((rows, len(tail)), dtype=sequences.dtype, device=sequences.device)
+        seq = torch.cat([sequences, pad], dim=1)
+        mask = torch.cat([attention_mask, torch.zeros_like(pad)], dim=1)
+        last = width - 1 - attention_mask.flip(1).argmax(1)  # the last attended position of each row
+        extra = torch.tensor(tail, dtype=sequences.dtype, device=sequences.device)
+        for row in range(rows):
+            end = int(last[row])
+            if int(sequences[row, end]) in stops:
+                seq[row, end + 1 : end + 1 + len(tail)] = extra
+                mask[row, end + 1 : end + 1 + len(tail)] = 1
+        return scorer(seq, mask, prompts, completions, columns)
+
+    return score
 
 
 def with_plain_prompts(scorer: Any, plain: dict[str, str]) -> Any:

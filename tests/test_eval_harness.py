@@ -316,3 +316,17 @@ def test_damaged_weights_exit_2_before_the_harness_runs(cli, model_dir, shared_d
     r = cli("eval", "run", str(copy), "--tasks", "piqa", "--data-dir", str(shared_data))
     assert r.returncode == 2, r.stderr
     assert f"{weights}: damaged safetensors file" in r.stderr
+
+
+def test_log_samples_writes_per_item_records_whose_mean_is_the_reported_score(
+    cli, model_dir, shared_data, tmp_path
+):
+    out = tmp_path / "report"
+    args = ["--tasks", "piqa", "--limit", "8", "--data-dir", str(shared_data), "--out", str(out)]
+    r = cli("eval", "run", str(model_dir), *args, "--log-samples")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in (out / "samples_piqa.jsonl").read_text().splitlines()]
+    assert sorted(row["doc_id"] for row in rows) == list(range(8))
+    acc = json.loads((out / "results.json").read_text())["results"]["piqa"]["acc,none"]
+    assert sum(row["acc"] for row in rows) / 8 == pytest.approx(acc)
+    assert "samples" not in json.loads((out / "results.json").read_text())

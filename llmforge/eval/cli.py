@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -122,6 +123,11 @@ def run(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set eval.limit=50."),
     out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
+    log_samples: bool = typer.Option(
+        False,
+        "--log-samples",
+        help="Also write lm-eval's per-item records (samples_<task>.jsonl: what paired comparisons read).",
+    ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -176,7 +182,9 @@ def run(
             batch_size=settings["batch_size"],
             device=settings["device"],
             max_gen_toks=settings["max_gen_toks"],
+            log_samples=log_samples,
         )
+    samples = results.pop("samples", {})
     truncated = results.pop("truncated", {})
     results["llmforge"] = {"seconds": time.perf_counter() - start, **settings, "truncated": truncated}
     if line := harness.truncation_line(truncated):
@@ -188,6 +196,10 @@ def run(
         model_dir=model_dir,
         recipe=settings,
         inputs=[data_dir] if data_dir else [],
+        extra_files={
+            f"samples_{task}.jsonl": "".join(json.dumps(r) + "\n" for r in records).encode()
+            for task, records in samples.items()
+        },
     )
     if as_json:
         emit_json({"report": str(out), "results": results["results"]})

@@ -25,8 +25,10 @@ def evaluate(
     batch_size: int,
     device: str | None,
     max_gen_toks: int | None,
+    log_samples: bool = False,
 ) -> dict[str, Any]:
-    """lm-eval's results dict (results, groups, configs, versions, n-shot, n-samples, …), JSON-safe.
+    """lm-eval's results dict (results, groups, configs, versions, n-shot, n-samples, …), JSON-safe; with
+    `log_samples`, its per-item records under "samples" ({task: [record, …]}).
 
     The model is loaded once here (a load failure is a user error) and handed to lm-eval's `HFLM`, which scores
     it exactly as `lm_eval --model hf --model_args pretrained=DIR` would.
@@ -52,7 +54,7 @@ def evaluate(
                 num_fewshot=num_fewshot,
                 limit=limit,
                 task_manager=manager,
-                log_samples=False,
+                log_samples=log_samples,
                 gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
             )
     except AssertionError as e:

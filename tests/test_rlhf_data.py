@@ -477,3 +477,16 @@ def test_corruptions():
             and '.name = "name"' in out
             and out != '    self.name = "name"\n    print(name, other)\n'
         )
+
+
+def test_a_preferences_artifact_is_checked_against_its_contract(tmp_path):
+    from llmforge.artifacts.checks import check_artifact
+
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "train.jsonl").write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    write_manifest(good, "preferences")
+    assert check_artifact(good, read_manifest(good)) is None
+    (good / "train.jsonl").write_text(json.dumps({"prompt": "p", "completion": "a"}) + "\n")
+    write_manifest(good, "preferences")
+    assert "needs string fields 'chosen' and 'rejected'" in check_artifact(good, read_manifest(good))

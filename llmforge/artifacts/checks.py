@@ -62,7 +62,24 @@ def _check_classifier(path: Path) -> None:
         raise UserError("classifier artifact has no (or an empty) model.bin")
 
 
+def _check_preferences(path: Path) -> None:
+    """Preference pairs (`rlhf make-preference-pairs`, a round's judged pairs): train.jsonl whose first row
+    holds string `chosen` and `rejected` replies."""
+    f = path / "train.jsonl"
+    if not f.is_file() or f.stat().st_size == 0:
+        raise UserError("preferences artifact has no (or an empty) train.jsonl")
+    with f.open(encoding="utf-8", errors="replace") as lines:
+        first = lines.readline()
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        raise UserError(f"{f}:1: not a JSON object") from None
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("chosen", "rejected")):
+        raise UserError(f"{f}:1: a preference row needs string fields 'chosen' and 'rejected'")
+
+
 _CHECKS = {
+    "preferences": _check_preferences,
     "dataset": _check_dataset,
     "classifier": _check_classifier,
     "tokenizer": _check_tokenizer,

@@ -298,6 +298,49 @@ def written_files(**files: bytes) -> Prepare:
     return prepare
 
 
+def together(*prepares: Prepare) -> Prepare:
+    """Several prepare functions for one case, their placeholders merged."""
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for one in prepares:
+            values.update(one(world, tmp))
+        return values
+
+    return prepare
+
+
+def reward_model_copy(extra_token: str | None = None) -> Prepare:
+    """A copy of the World's checkpoint marked a reward model (the manifest mark of `rlhf reward`), as {edited};
+    with `extra_token` its tokenizer holds one more token, so it is not the policy's tokenizer."""
+
+    def prepare(world: World, tmp: Path) -> dict[str, str]:
+        values = edited_manifest("checkpoint", stats={"model_kind": "reward_model"})(world, tmp)
+        if extra_token:
+            tokenizer_file = Path(values["edited"]) / "tokenizer.json"
+            tokenizer = json.loads(tokenizer_file.read_text())
+            added = {"content": extra_token, "special": True, "normalized": False}
+            added.update(id=len(tokenizer["model"]["vocab"]), single_word=False, lstrip=False, rstrip=False)
+            tokenizer["added_tokens"].append(added)
+            tokenizer_file.write_text(json.dumps(tokenizer))
+        return values
+
+    return prepare
+
+
+# `rlhf` recipes over the stand-in llama dir (LLAMA) and preference pairs in p.jsonl, written in the case's tmp dir
+RLHF_HEAD = b'[run]\nname = "r"\nout_dir = "runs"\n\n[rlhf]\npolicy = "llama"\n'
+RLHF_RECIPE = RLHF_HEAD + b'[[rlhf.preferences]]\npath = "p.jsonl"\n'
+RLHF_PAIRS = (
+    b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "d", "chosen": "e", "rejected": "f"}\n'
+)
+# a dir that passes the reward-model checks made before its tokenizer loads
+REWARD_STUB = {
+    "rm__manifest.json": b'{"kind": "checkpoint", "stats": {"model_kind": "reward_model"}}',
+    "rm__config.json": b'{"model_type": "llama", "architectures": ["LlamaForSequenceClassification"]}',
+}
+
+
 # one case, one line
 # fmt: off
 CASES = [
@@ -465,6 +508,42 @@ CASES = [
     Case("chat without a template", ["chat", "{edited}"], 2, "{edited}: the tokenizer has no chat template", without_chat_template),
     Case("chat max-new-tokens fills the context", ["chat", "{checkpoint}", "--max-new-tokens", "64"], 2, "--max-new-tokens 64: leaves no room for the conversation in the model's context of 64 tokens"),
     # --- generate (add cases above this line) ---
+    Case("rlhf dpo row without chosen", ["rlhf", "dpo", "{tmp}/r.toml"], 2, "{tmp}/p.jsonl:2: no 'chosen' field (the pairs format's chosen)", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA, "p.jsonl": b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "d", "rejected": "e"}\n'})),
+    Case("rlhf reward row without rejected", ["rlhf", "reward", "{tmp}/r.toml"], 2, "{tmp}/p.jsonl:2: no 'rejected' field (the pairs format's rejected)", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA, "p.jsonl": b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "d", "chosen": "e"}\n'})),
+    Case("rlhf dpo first row without chosen", ["rlhf", "dpo", "{tmp}/r.toml"], 2, "{tmp}/p.jsonl:1: cannot tell the preference format from the columns prompt, rejected", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA, "p.jsonl": b'{"prompt": "a", "rejected": "c"}\n'})),
+    Case("rlhf dpo chosen same as rejected", ["rlhf", "dpo", "{tmp}/r.toml"], 2, "{tmp}/p.jsonl:2: chosen and rejected are the same text ('chosen' / 'rejected'); a preference pair must differ", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA, "p.jsonl": b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "d", "chosen": "same", "rejected": " same"}\n'})),
+    Case("rlhf reward margin not a number", ["rlhf", "reward", "{tmp}/r.toml"], 2, "{tmp}/p.jsonl:1: 'margin' = \"big\" is not a finite number", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA, "p.jsonl": b'{"prompt": "a", "chosen": "b", "rejected": "c", "margin": "big"}\n'})),
+    Case("rlhf dpo preferences file missing", ["rlhf", "dpo", "{tmp}/r.toml"], 2, "p.jsonl': no such file (expected a .jsonl, .json, .parquet file)", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA})),
+    Case("rlhf dpo no preference source", ["rlhf", "dpo", "{tmp}/r.toml"], 2, "rlhf.preferences: no preference source given", written_files(**{"r.toml": RLHF_HEAD, **LLAMA})),
+    Case("rlhf dpo recipe without an rlhf table", ["rlhf", "dpo", "{recipe}"], 2, "{recipe}: missing table [rlhf], which this stage needs"),
+    Case("rlhf dpo unknown loss", ["rlhf", "dpo", "{tmp}/r.toml", "--set", 'rlhf.dpo.loss_type=["sigmoid", "nope"]'], 2, "loss_type: 'nope' not a DPO loss; expected some of sigmoid", written_files(**{"r.toml": RLHF_RECIPE})),
+    Case("rlhf dpo policy not a model dir", ["rlhf", "dpo", "{tmp}/r.toml", "--set", "rlhf.policy={tmp}/data"], 2, "rlhf.policy: {tmp}/data: not a Hugging Face model dir (no config.json)", written_files(**{"r.toml": RLHF_RECIPE, "data__x.txt": b""})),
+    Case("rlhf reward base is a masked LM", ["rlhf", "reward", "{tmp}/r.toml"], 2, "rlhf.policy: {tmp}/llama: model_type 'bert' is not a causal LM (an encoder-only model (bert)); a reward model needs the instruction-tuned decoder", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA, "llama__config.json": b'{"model_type": "bert"}'})),
+    Case("rlhf dpo policy without a chat template", ["rlhf", "dpo", "{tmp}/r.toml", "--set", "rlhf.policy={edited}"], 2, "rlhf.policy: {edited}: the tokenizer has no chat template", together(written_files(**{"r.toml": RLHF_RECIPE, "p.jsonl": RLHF_PAIRS}), without_chat_template)),
+    Case("rlhf dpo rounds without a labeller", ["rlhf", "dpo", "{tmp}/r.toml", "--rounds", "2"], 2, "--rounds 2: rounds after the first label new pairs; set rlhf.rounds.judge_model", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA, "p.jsonl": RLHF_PAIRS})),
+    Case("rlhf ppo reward model of another tokenizer", ["rlhf", "ppo", "{recipe}", "--set", "rlhf.policy={checkpoint}", "--set", "rlhf.ppo.reward_model={edited}"], 2, "rlhf.ppo.reward_model: {edited}: its tokenizer differs from the policy's ({checkpoint})", reward_model_copy(extra_token="<|extra|>")),
+    Case("rlhf ppo policy tokenizer does not load", ["rlhf", "ppo", "{tmp}/r.toml", "--set", "rlhf.ppo.reward_model={tmp}/rm"], 2, "{tmp}/llama (the policy): the tokenizer does not load", written_files(**{"r.toml": RLHF_HEAD, **LLAMA, **REWARD_STUB})),
+    Case("rlhf ppo kl_coef zero", ["rlhf", "ppo", "{tmp}/r.toml", "--set", "rlhf.ppo.kl_coef=0"], 2, "rlhf.ppo.kl_coef = 0: expected a value greater than 0", written_files(**{"r.toml": RLHF_RECIPE})),
+    Case("rlhf ppo kl_coef negative in the recipe", ["rlhf", "ppo", "{edited}"], 2, "{edited}: rlhf.ppo.kl_coef = -0.1: expected a value greater than 0", recipe_with({"rlhf": {"policy": "llama", "ppo": {"kl_coef": -0.1}}})),
+    Case("rlhf ppo pretrain checkpoint as reward model", ["rlhf", "ppo", "{recipe}", "--set", "rlhf.policy={checkpoint}", "--set", "rlhf.ppo.reward_model={checkpoint}"], 2, "rlhf.ppo.reward_model: {checkpoint}: not a reward-model checkpoint (its manifest has no stats.model_kind = 'reward_model'; found LlamaForCausalLM)"),
+    Case("rlhf grpo pretrain checkpoint as reward model", ["rlhf", "grpo", "{recipe}", "--set", "rlhf.policy={checkpoint}", "--set", "rlhf.grpo.reward_model={checkpoint}"], 2, "rlhf.grpo.reward_model: {checkpoint}: not a reward-model checkpoint"),
+    Case("rlhf ppo reward model with two outputs", ["rlhf", "ppo", "{tmp}/r.toml", "--set", "rlhf.ppo.reward_model={tmp}/rm"], 2, "rlhf.ppo.reward_model: {tmp}/rm: a reward model has one output (num_labels = 1)", written_files(**{"r.toml": RLHF_HEAD, **LLAMA, **REWARD_STUB, "rm__config.json": b'{"model_type": "llama", "num_labels": 2}'})),
+    Case("rlhf ppo reward manifest not json", ["rlhf", "ppo", "{tmp}/r.toml", "--set", "rlhf.ppo.reward_model={tmp}/rm"], 2, "rlhf.ppo.reward_model: {tmp}/rm/manifest.json: corrupt manifest", written_files(**{"r.toml": RLHF_HEAD, **LLAMA, **REWARD_STUB, "rm__manifest.json": b"{"})),
+    Case("rlhf ppo before a reward model is trained", ["rlhf", "ppo", "{tmp}/r.toml"], 2, "rlhf.ppo.reward_model: not set and {tmp}/runs/r/rlhf/reward/checkpoint does not exist; run `llmforge rlhf reward RECIPE` first", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA})),
+    Case("rlhf ppo minibatch not dividing the rollout", ["rlhf", "ppo", "{tmp}/r.toml", "--set", "rlhf.ppo.minibatch_size=5"], 2, "minibatch_size = 5 must divide rollout_batch = 16", written_files(**{"r.toml": RLHF_RECIPE})),
+    Case("rlhf ppo reward_fn does not import", ["rlhf", "ppo", "{tmp}/r.toml", "--set", "rlhf.ppo.reward_fn=python:nope:f"], 2, "rlhf.ppo.reward_fn = 'python:nope:f': cannot import it (No module named 'nope')", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA})),
+    Case("rlhf grpo unknown built-in reward", ["rlhf", "grpo", "{tmp}/r.toml", "--set", "rlhf.grpo.reward_fn=exact"], 2, "rlhf.grpo.reward_fn = 'exact': expected a built-in reward (exact_answer) or python:module:function", written_files(**{"r.toml": RLHF_RECIPE, **LLAMA})),
+    Case("rlhf ppo prompt row without prompt", ["rlhf", "ppo", "{tmp}/r.toml"], 2, "{tmp}/q.jsonl:1: no 'prompt' field (the prompt; rlhf.prompts[0].prompt_field names its column", written_files(**{"r.toml": RLHF_HEAD + b'[[rlhf.prompts]]\npath = "q.jsonl"\n\n[rlhf.ppo]\nreward_fn = "exact_answer"\n', **LLAMA, "q.jsonl": b'{"question": "a"}\n'})),
+    Case("rlhf make-preference-pairs from a tokenizer", ["rlhf", "make-preference-pairs", "--instructions", "{tokenizer}", "--out", "{tmp}/prefs"], 2, "{tokenizer}: expected a"),
+    Case("rlhf make-preference-pairs missing instructions", ["rlhf", "make-preference-pairs", "--instructions", "{missing}", "--out", "{tmp}/prefs"], 2, "{missing}: no such artifact"),
+    Case("rlhf make-preference-pairs without instructions", ["rlhf", "make-preference-pairs", "--out", "{tmp}/prefs"], 2, "Missing option '--instructions'"),
+    Case("rlhf tax missing before", ["rlhf", "tax", "{missing}", "{checkpoint}", "--tasks", "piqa", "--out", "{tmp}/tax"], 2, "before: {missing}: no such model directory"),
+    Case("rlhf tax missing after", ["rlhf", "tax", "{checkpoint}", "{missing}", "--tasks", "piqa", "--out", "{tmp}/tax"], 2, "after: {missing}: no such model directory"),
+    Case("rlhf tax unknown task", ["rlhf", "tax", "{checkpoint}", "{edited}", "--tasks", "piqa,nope", "--data-dir", "{shared}", "--out", "{tmp}/tax"], 2, "--tasks: unknown task 'nope' (offline, with --data-dir); known: arc_challenge", edited_manifest("checkpoint")),
+    Case("rlhf tax out is a file", ["rlhf", "tax", "{checkpoint}", "{checkpoint}", "--tasks", "piqa", "--out", "{tmp}/afile"], 2, "--out {tmp}/afile: the output must be a directory, but a file is already there", file_in_the_way),
+    Case("rlhf tax no tasks", ["rlhf", "tax", "{checkpoint}", "{checkpoint}", "--tasks", ",", "--out", "{tmp}/tax"], 2, "--tasks: no tasks given"),
+    Case("rlhf tax eval arg it sets itself", ["rlhf", "tax", "{checkpoint}", "{checkpoint}", "--tasks", "piqa", "--out", "{tmp}/tax", "--eval-arg=--limit=3"], 2, "--eval-arg: --limit=3 is set by rlhf tax itself"),
+    # --- rlhf (add cases above this line) ---
 ]
 # fmt: on
 

@@ -63,8 +63,7 @@ def check_reward_model(path: str | Path, key: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{key}: {path}: no such reward model (run `llmforge rlhf reward RECIPE` first)")
-    manifest_file = path / MANIFEST
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    manifest = _manifest_of(path, key)
     model_kind = (manifest.get("stats") or {}).get("model_kind")
     if model_kind != REWARD_MODEL_KIND:
         config = model_config(path) if (path / "config.json").is_file() else {}
@@ -79,13 +78,32 @@ def check_reward_model(path: str | Path, key: str) -> dict[str, Any]:
     return manifest
 
 
-def tokenizer_signature(path: str | Path) -> str:
-    """A digest of what decides token ids: the vocabulary with added tokens and the special tokens."""
+def _manifest_of(path: Path, key: str) -> dict[str, Any]:
+    """The model dir's manifest.json as a dict ({} without one), or UserError when it is not readable JSON."""
+    manifest_file = path / MANIFEST
+    if not manifest_file.is_file():
+        return {}
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{key}: {manifest_file}: corrupt manifest ({e})") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{key}: {manifest_file}: corrupt manifest (expected a JSON object)")
+    return manifest
+
+
+def tokenizer_signature(path: str | Path, where: str) -> str:
+    """A digest of what decides token ids: the vocabulary with added tokens and the special tokens (`where`
+    starts the UserError when the tokenizer does not load)."""
     import hashlib
 
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except Exception as e:  # noqa: BLE001 - a damaged tokenizer fails in many ways
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise UserError(f"{where}: the tokenizer does not load ({type(e).__name__}: {reason})") from None
     vocab = sorted(tok.get_vocab().items())
     special = sorted((k, str(v)) for k, v in tok.special_tokens_map.items())
     return hashlib.sha256(json.dumps([vocab, special]).encode()).hexdigest()[:16]
@@ -93,7 +111,8 @@ def tokenizer_signature(path: str | Path) -> str:
 
 def check_same_tokenizer(policy: str | Path, reward: str | Path, key: str) -> None:
     """PPO scores the policy's token ids with the reward model directly: their tokenizers must be the same."""
-    if tokenizer_signature(policy) != tokenizer_signature(reward):
+    policy_tokens = tokenizer_signature(policy, f"{policy} (the policy)")
+    if policy_tokens != tokenizer_signature(reward, f"{key}: {reward}"):
         raise UserError(
             f"{key}: {reward}: its tokenizer differs from the policy's ({policy}): the reward model reads the "
             "policy's token ids, so train it from the same SFT checkpoint (rlhf.reward.base)"

@@ -62,9 +62,15 @@ Runner = Callable[[list[str]], Any]  # llmforge argv -> CompletedProcess-like (r
 
 
 def check_inputs(
-    before: Path, after: Path, tasks: Sequence[str], out: Path, extra_args: Sequence[str]
+    before: Path,
+    after: Path,
+    tasks: Sequence[str],
+    out: Path,
+    extra_args: Sequence[str],
+    lister: Runner | None = None,
 ) -> None:
-    """Everything that can be refused before an eval starts (UserError → exit 2)."""
+    """Everything that can be refused before an eval starts (UserError → exit 2); `lister` runs
+    `llmforge eval tasks --json` for the task-name check (None: no check)."""
     for key, path in zip(SIDES, (before, after), strict=True):
         require_causal_lm_dir(path, key, needs="rlhf tax (the eval suite scores causal LMs)")
     if not [t for t in tasks if t.strip()]:
@@ -73,17 +79,40 @@ def check_inputs(
         )
     bad = [a for a in extra_args if a.split("=", 1)[0] in OWN_FLAGS]
     if bad:
-        raise UserError(
-            f"extra eval arguments: {bad[0]} is set by rlhf tax itself (tasks, limit and the report paths)"
-        )
+        raise UserError(f"--eval-arg: {bad[0]} is set by rlhf tax itself (tasks, limit and the report paths)")
     out = Path(out)
     if out.exists() and out.is_dir() and any(out.iterdir()) and not (out / REPORT_JSON).is_file():
         raise UserError(
             f"--out {out}: exists and is not an alignment-tax report (no {REPORT_JSON}); give a new directory"
         )
-    ensure_writable(out)
+    try:
+        ensure_writable(out)
+    except UserError as e:
+        raise UserError(f"--out {e}") from None
+    if lister is not None:
+        check_task_names(tasks, extra_args, lister)
     if Path(before).resolve() == Path(after).resolve():
         warn(f"before and after are the same model ({before}): every delta measures evaluation noise only")
+
+
+def check_task_names(tasks: Sequence[str], extra_args: Sequence[str], lister: Runner) -> None:
+    """Offline (--data-dir among the eval arguments), a task name the eval would refuse is refused now, in one
+    line, instead of by the first eval run: the names are the eval's own (`llmforge eval tasks --json`: its
+    offline tasks and presets). Online names are the harness's registry, which only the eval run reads."""
+    if not any(a == "--data-dir" or a.startswith("--data-dir=") for a in extra_args):
+        return
+    listed = lister(["eval", "tasks", "--json"])
+    try:
+        listing = json.loads(listed.stdout) if listed.returncode == 0 else {}
+        known = {*listing.get("tasks", {}), *listing.get("presets", {})}
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        return  # no list to check against: the eval run still checks the names
+    unknown = [t for t in tasks if known and t not in known]
+    if unknown:
+        raise UserError(
+            f"--tasks: unknown task '{unknown[0]}' (offline, with --data-dir); known: "
+            + ", ".join(sorted(known))
+        )
 
 
 # ------------------------------------------------------------------------------------------- eval runs
@@ -439,7 +468,8 @@ def measure_tax(
     before, after, out = Path(before), Path(after), Path(out)
     tasks = [t.strip() for t in tasks if t.strip()]
     extra_args = list(extra_args)
-    check_inputs(before, after, tasks, out, extra_args)
+    # a runner given stands in for the eval CLI (tests): the task names are then left to it
+    check_inputs(before, after, tasks, out, extra_args, lister=None if runner else subprocess_runner)
     runner = runner or subprocess_runner
     with atomic_dir(out) as tmp:
         for side, model in zip(SIDES, (before, after), strict=True):

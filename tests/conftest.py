@@ -51,3 +51,14 @@ def _console_defaults():
     from llmforge.console import configure
 
     configure(quiet=False, json_output=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Two shared cores: torch's two threads fight over them and tiny matmuls run far slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from benchmarks import bench_rlhf as bench
 
@@ -24,13 +23,7 @@ SIZES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: torch's two threads fight over them and tiny matmuls run far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow  # ~25 s alone on the shared 2-core machine (8 trainer runs, one PPO run, the stages' reports)

@@ -20,13 +20,7 @@ from llmforge.rlhf.ppo import TIMING_KEYS, PpoLoop, PpoModels, state_dirs, value
 USER_TURNS = ["To be", "my lord", "What say you", "Good morrow", "O Romeo", "Speak", "Who is there", "Away"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: torch's two threads fight over them and tiny matmuls run ~50× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

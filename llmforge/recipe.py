@@ -52,6 +52,7 @@ class RunConfig(Table):
 
 # Stage tables. Imported here (not lazily) so `recipe check` validates every table; these modules hold
 # pydantic models only.
+from llmforge.bias.config import BiasConfig  # noqa: E402
 from llmforge.data.config import DataConfig  # noqa: E402
 from llmforge.eval.config import EvalConfig  # noqa: E402
 from llmforge.finetune.config import FinetuneConfig  # noqa: E402
@@ -71,6 +72,7 @@ class Recipe(Table):
     eval: EvalConfig | None = None
     finetune: FinetuneConfig | None = None
     rlhf: RlhfConfig | None = None
+    bias: BiasConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -250,8 +252,10 @@ def format_validation_error(error: ValidationError, raw: dict[str, Any], source:
         valid = _valid_keys(loc[:-1], raw)
         if not hint and valid:
             msg += f"; valid keys: {', '.join(valid)}"
-    elif etype == "value_error":  # a table's own cross-key check: its message names the keys
-        msg = f"{source}: {first['msg'].removeprefix('Value error, ')}"
+    elif etype == "value_error":  # a table's own cross-key check: its message names the keys, loc the table
+        text = first["msg"].removeprefix("Value error, ")
+        where = f"{dotted}: " if dotted and dotted not in text else ""
+        msg = f"{source}: {where}{text}"
     else:
         given = _lookup(raw, loc)
         expected = _EXPECTED.get(etype) or _literal_expected(first) or first["msg"]

@@ -112,13 +112,18 @@ def resolve_recipe_path(value: Any, info: ValidationInfo) -> Any:
     return text if base is None else _join(base, text)
 
 
+_DATA_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv", ".txt", ".arrow", ".gz")
+
+
 def resolve_path_or_name(value: Any, info: ValidationInfo) -> Any:
-    """Like `resolve_recipe_path` where a path is explicit (`./`, `../`, `~`, absolute) or exists; any other
-    value is kept as written (a Hugging Face hub name such as `HuggingFaceFW/fineweb-edu`)."""
+    """Like `resolve_recipe_path` where a path is explicit (`./`, `../`, `~`, absolute), exists, or names a data
+    file (`pairs.jsonl`: a hub name never ends in a file extension, so a missing one is reported as a missing
+    file next to the recipe); any other value is kept as written (a hub name such as `HuggingFaceFW/fineweb-edu`)."""
     if not isinstance(value, (str, PurePath)) or not str(value).strip():
         return value
     text = str(value)
-    explicit = text.startswith((".", "~", "/")) or os.path.isabs(text)
+    data_file = text.lower().endswith(_DATA_FILE_SUFFIXES)
+    explicit = text.startswith((".", "~", "/")) or os.path.isabs(text) or data_file
     resolved = resolve_recipe_path(value, info)
     return resolved if explicit or os.path.exists(resolved) else text
 

@@ -376,3 +376,21 @@ def test_set_paths_inside_inline_tables_are_relative_to_the_current_directory(
     monkeypatch.chdir(tmp_path)
     recipe = load_recipe(nested_recipe, ['data.sources=[{name="a", type="jsonl", path="corpus.jsonl"}]'])
     assert recipe.data.sources[0].path == str(tmp_path / "corpus.jsonl")
+
+
+def test_a_missing_data_file_resolves_next_to_the_recipe_not_as_a_hub_name(nested_recipe, monkeypatch, tmp_path):
+    # `pairs.jsonl` cannot be a hub name: a missing one is named as a file beside the recipe (a clear
+    # "no such file" later), where a bare `my-org/data` is still kept for the hub
+    monkeypatch.chdir(tmp_path)
+    text = nested_recipe.read_text().replace('path = "saved-dataset"', 'path = "later/pairs.jsonl"')
+    nested_recipe.write_text(text)
+    recipe = load_recipe(nested_recipe)
+    assert recipe.data.sources[2].path == str(nested_recipe.parent / "later" / "pairs.jsonl")
+    assert recipe.data.sources[1].path == "HuggingFaceFW/fineweb-edu"
+
+
+def test_a_tables_own_check_is_prefixed_with_the_table(tmp_path):
+    p = write(tmp_path, '[rlhf]\npolicy = "sft"\n[rlhf.ppo]\nreward_model = "rm"\nreward_fn = "exact_match"\n')
+    with pytest.raises(UserError) as e:
+        load_recipe(p)
+    assert str(e.value) == f"{p}: rlhf.ppo: give reward_model or reward_fn, not both"

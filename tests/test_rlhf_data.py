@@ -449,7 +449,7 @@ def test_corrupted_pairs_skip_what_cannot_differ_and_check_inputs(tmp_path):
     not_instructions.mkdir()
     (not_instructions / "data.txt").write_text("x")
     write_manifest(not_instructions, "report")
-    with pytest.raises(UserError, match="expected a instructions artifact, found a report artifact"):
+    with pytest.raises(UserError, match="expected an instructions artifact, found a report artifact"):
         build_corrupted_pairs(not_instructions, tmp_path / "x")
     with pytest.raises(UserError, match="no such artifact"):
         build_corrupted_pairs(tmp_path / "missing", tmp_path / "x")

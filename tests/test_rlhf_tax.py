@@ -181,6 +181,7 @@ def test_measure_tax_writes_the_report_artifact(tmp_path):
     b, a = fake.calls
     assert b[:2] == ["eval", "run"] and b[b.index("--tasks") + 1] == "piqa,boolq"
     assert b[b.index("--limit") + 1] == "10" and "--json" in b and b[-7:-3] == extra
+    assert "--log-samples" in b  # per-item scores by default: the paired interval needs them
     masked = [[x for x in c if x not in (str(sft.resolve()), str(dpo.resolve()))] for c in (b, a)]
     assert [c[: c.index("--out")] for c in masked] == [masked[0][: masked[0].index("--out")]] * 2
 
@@ -285,13 +286,28 @@ def test_real_eval_cli_on_two_tiny_models(tmp_path, shared_data):
     assert evals["before"]["n-samples"]["piqa"]["effective"] == 6
     rows = {r["metric"]: r for r in report["rows"]}
     assert set(rows) == {"acc", "acc_norm"}
+    logged = {side: _logged_items(out / side) for side in ("before", "after")}
     for metric, row in rows.items():
         got = {side: evals[side]["results"]["piqa"][f"{metric},none"] for side in ("before", "after")}
-        se = {side: evals[side]["results"]["piqa"][f"{metric}_stderr,none"] for side in ("before", "after")}
         assert (row["before"], row["after"]) == (got["before"], got["after"])
         assert row["delta"] == pytest.approx(got["after"] - got["before"])
-        assert row["ci_method"] == "stderr" and row["higher_is_better"] is True
-        half = 1.959963984540054 * math.sqrt(se["before"] ** 2 + se["after"] ** 2)
-        assert row["ci_high"] - row["delta"] == pytest.approx(half)
+        # the eval logged its per-item scores (tax passes --log-samples): the interval is the paired bootstrap
+        assert row["ci_method"] == "paired-bootstrap" and row["items"] == 6 and row["higher_is_better"] is True
+        ids = sorted(logged["before"][metric])
+        assert ids == sorted(logged["after"][metric])
+        paired = [[logged[side][metric][i] for i in ids] for side in ("before", "after")]
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(tax.paired_bootstrap_ci(*paired, seed=0))
+        assert row["ci_low"] <= row["delta"] <= row["ci_high"]
     assert read_manifest(out)["inputs"][0]["path"] == str(a.resolve())
     assert (out / "tax.png").is_file() and "| piqa | acc |" in (out / "tax.md").read_text()
+
+
+def _logged_items(report_dir: Path) -> dict[str, dict[int, float]]:
+    """metric -> doc_id -> score, read straight from lm-eval's samples file (not through tax.read_samples)."""
+    f = report_dir / "samples_piqa.jsonl"  # what `llmforge eval run --log-samples` writes
+    items: dict[str, dict[int, float]] = {}
+    for line in f.read_text().splitlines():
+        record = json.loads(line)
+        for metric in record["metrics"]:
+            items.setdefault(metric, {})[record["doc_id"]] = float(record[metric])
+    return items

@@ -204,13 +204,19 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def require(path: str | Path, kind: str | Sequence[str]) -> dict[str, Any]:
     """Read an input artifact's manifest, or exit 2 if it is missing or of another kind."""
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     manifest = read_manifest(path)
     if manifest["kind"] not in kinds:
+        expected = " or ".join(kinds)
         raise UserError(
-            f"{path}: expected a {' or '.join(kinds)} artifact, found a {manifest['kind']} artifact"
+            f"{path}: expected {_article(expected)} {expected} artifact, "
+            f"found {_article(manifest['kind'])} {manifest['kind']} artifact"
         )
     from llmforge.artifacts.checks import layout_mismatch
 

@@ -38,6 +38,12 @@ ROUNDS_HELP = (
 )
 
 
+def _load(recipe: Path, set_: list[str]):
+    from llmforge.recipe import load_recipe
+
+    return load_recipe(recipe, set_)
+
+
 def _finish(outcome, as_json: bool, title: str, rows) -> None:
     if outcome.interrupted:
         raise typer.Exit(128 + outcome.interrupted)
@@ -60,10 +66,10 @@ def reward(
 
     Example: llmforge rlhf reward recipes/tiny.toml --set rlhf.reward.max_steps=20
     """
-    from llmforge.recipe import load_recipe
+    loaded = _load(recipe, set_)  # a bad recipe exits 2 before the trainer's imports (~10 s of transformers)
     from llmforge.rlhf.reward import run_reward, summary_rows
 
-    _finish(run_reward(load_recipe(recipe, set_), fresh=fresh), as_json, "rlhf reward", summary_rows)
+    _finish(run_reward(loaded, fresh=fresh), as_json, "rlhf reward", summary_rows)
 
 
 @app.command("dpo", epilog=EXAMPLE)
@@ -80,13 +86,13 @@ def dpo(
 
     Example: llmforge rlhf dpo recipes/tiny.toml --set rlhf.dpo.max_steps=20
     """
-    from llmforge.recipe import load_recipe
+    loaded = _load(recipe, set_)
+    if rounds > 1:
+        _rounds("dpo", loaded, rounds, fresh, as_json)
+        return
     from llmforge.rlhf.dpo import run_dpo, summary_rows
 
-    if rounds > 1:
-        _rounds("dpo", load_recipe(recipe, set_), rounds, fresh, as_json)
-        return
-    _finish(run_dpo(load_recipe(recipe, set_), fresh=fresh), as_json, "rlhf dpo", summary_rows)
+    _finish(run_dpo(loaded, fresh=fresh), as_json, "rlhf dpo", summary_rows)
 
 
 @app.command("ppo", epilog=EXAMPLE)
@@ -103,13 +109,13 @@ def ppo(
 
     Example: llmforge rlhf ppo recipes/tiny.toml --set rlhf.ppo.steps=10
     """
-    from llmforge.recipe import load_recipe
+    loaded = _load(recipe, set_)
+    if rounds > 1:
+        _rounds("ppo", loaded, rounds, fresh, as_json)
+        return
     from llmforge.rlhf.ppo_run import run_ppo, summary_rows
 
-    if rounds > 1:
-        _rounds("ppo", load_recipe(recipe, set_), rounds, fresh, as_json)
-        return
-    _finish(run_ppo(load_recipe(recipe, set_), fresh=fresh), as_json, "rlhf ppo", summary_rows)
+    _finish(run_ppo(loaded, fresh=fresh), as_json, "rlhf ppo", summary_rows)
 
 
 def _rounds(method: str, recipe, rounds: int, fresh: bool, as_json: bool) -> None:
@@ -124,10 +130,10 @@ def _rounds(method: str, recipe, rounds: int, fresh: bool, as_json: bool) -> Non
 
 
 def _online(algo: str, recipe: Path, set_: list[str], fresh: bool, as_json: bool) -> None:
-    from llmforge.recipe import load_recipe
+    loaded = _load(recipe, set_)
     from llmforge.rlhf.online import run_online, summary_rows
 
-    _finish(run_online(load_recipe(recipe, set_), algo, fresh=fresh), as_json, f"rlhf {algo}", summary_rows)
+    _finish(run_online(loaded, algo, fresh=fresh), as_json, f"rlhf {algo}", summary_rows)
 
 
 @app.command("rloo", epilog=EXAMPLE)

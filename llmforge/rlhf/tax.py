@@ -130,6 +130,8 @@ def eval_argv(
     argv += ["eval", "run", model, "--tasks", ",".join(tasks)]
     if limit is not None:
         argv += ["--limit", str(limit)]
+    if "--log-samples" not in extra_args:
+        argv.append("--log-samples")  # per-item scores: the paired bootstrap interval needs them
     return [*argv, *extra_args, "--out", out, "--json"]
 
 

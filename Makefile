@@ -77,6 +77,14 @@ demo: install
 	    --data-dir $(SHARED_DATA) --out $(RUN_DIR)/reports/tax; fi
 	@echo "--- after DPO (real bodies preferred over corrupted copies) ---"
 	$(LLMFORGE) generate $(RUN_DIR)/rlhf/dpo/checkpoint --chat --file $(RUN_DIR)/demo-prompts.jsonl --max-new-tokens 60 --temperature 0
+	@echo "--- bias audit of the DPO model (toxicity scored by a classifier trained on Davidson et al.'s tweets) ---"
+	if [ -f $(SHARED_DATA)/hate_offensive_davidson/labeled_data.csv ]; then \
+	  $(LLMFORGE) data train-classifier --labelled $(SHARED_DATA)/hate_offensive_davidson/labeled_data.csv \
+	    --text-key tweet --label-key class --positive-labels 0,1 --out $(RUN_DIR)/toxicity-classifier && \
+	  $(LLMFORGE) bias run $(RUN_DIR)/rlhf/dpo/checkpoint --recipe $(RECIPE) \
+	    --scorer classifier:$(RUN_DIR)/toxicity-classifier; fi
+	$(LLMFORGE) card $(RUN_DIR) --checkpoint rlhf/dpo/checkpoint
+	$(LLMFORGE) report $(RUN_DIR)
 
 bench: install
 	$(PY) -m benchmarks.run

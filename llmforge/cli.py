@@ -165,6 +165,7 @@ def _print_inspect(path: Path, manifest: dict, tree: dict) -> None:
 # ------------------------------------------------------------------------------------------- stages
 # One sub-app per stage that exists, in pipeline order. Each stage's cli.py stays light to import.
 
+from llmforge.bias.cli import app as bias_app  # noqa: E402
 from llmforge.data.cli import app as data_app  # noqa: E402
 from llmforge.eval.cli import app as eval_app  # noqa: E402
 from llmforge.finetune.cli import app as finetune_app  # noqa: E402
@@ -181,6 +182,7 @@ for _name, _stage in (
     ("eval", eval_app),
     ("finetune", finetune_app),
     ("rlhf", rlhf_app),
+    ("bias", bias_app),
 ):
     app.add_typer(_stage, name=_name)
 
@@ -188,6 +190,11 @@ from llmforge.generation import cli as generation_cli  # noqa: E402
 
 app.command("generate")(generation_cli.generate)
 app.command("chat")(generation_cli.chat)
+
+from llmforge.card import cli as card_cli  # noqa: E402
+
+app.command("card")(card_cli.card)
+app.command("report")(card_cli.report)
 
 
 def root_options_first(command: typer.core.TyperGroup, argv: list[str]) -> list[str]:

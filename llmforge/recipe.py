@@ -53,6 +53,7 @@ class RunConfig(Table):
 # Stage tables. Imported here (not lazily) so `recipe check` validates every table; these modules hold
 # pydantic models only.
 from llmforge.bias.config import BiasConfig  # noqa: E402
+from llmforge.card.config import CardConfig  # noqa: E402
 from llmforge.data.config import DataConfig  # noqa: E402
 from llmforge.eval.config import EvalConfig  # noqa: E402
 from llmforge.finetune.config import FinetuneConfig  # noqa: E402
@@ -73,6 +74,7 @@ class Recipe(Table):
     finetune: FinetuneConfig | None = None
     rlhf: RlhfConfig | None = None
     bias: BiasConfig | None = None
+    card: CardConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,8 @@ the top of `recipes/*.toml`, and the ```bash blocks of README.md. A line is read
 `accelerate launch … -m llmforge` read as `llmforge`. Other shell commands (`cp`, `lm_eval`, `make`) are skipped.
 
 Each command must parse against the real click tree (the subcommand path exists, every option is known, every
-value converts, nothing is left over). The cheap ones (`plan …`, `recipe …`, `inspect`, `data stats/sample`) are
+value converts, nothing is left over). The cheap ones (`plan …`, `recipe …`, `inspect`, `data stats/sample`,
+`card`, `report`, `bias probes`) are
 also run, from a copy of the repository layout (`recipes/`, `../shared/data`) whose `runs/tiny` is built by a
 fixture through the documented stage commands with a smaller corpus; they must exit 0 (or 2 where the
 documentation says the example is an error). This is the test that runs the documented examples;
@@ -41,8 +42,17 @@ REDIRECTIONS = {">", ">>", "<", "2>", "2>>", "&>"}
 SHELL_KEYWORDS = {"do", "then", "else"}
 # Values a documented shell variable stands for when the command is checked.
 VARIABLES = {"$r": "recipes/tiny.toml", "$c": "runs/tiny/checkpoints/step-000200"}
-# Command paths cheap enough to run (no training, no evaluation); everything else is parsed only.
-RUN_PREFIXES = (("plan",), ("recipe",), ("inspect",), ("data", "stats"), ("data", "sample"))
+# Command paths cheap enough to run (no training, no evaluation, no torch); everything else is parsed only.
+RUN_PREFIXES = (
+    ("plan",),
+    ("recipe",),
+    ("inspect",),
+    ("data", "stats"),
+    ("data", "sample"),
+    ("card",),
+    ("report",),
+    ("bias", "probes"),
+)
 
 
 @dataclass(frozen=True)

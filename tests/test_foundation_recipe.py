@@ -378,7 +378,9 @@ def test_set_paths_inside_inline_tables_are_relative_to_the_current_directory(
     assert recipe.data.sources[0].path == str(tmp_path / "corpus.jsonl")
 
 
-def test_a_missing_data_file_resolves_next_to_the_recipe_not_as_a_hub_name(nested_recipe, monkeypatch, tmp_path):
+def test_a_missing_data_file_resolves_next_to_the_recipe_not_as_a_hub_name(
+    nested_recipe, monkeypatch, tmp_path
+):
     # `pairs.jsonl` cannot be a hub name: a missing one is named as a file beside the recipe (a clear
     # "no such file" later), where a bare `my-org/data` is still kept for the hub
     monkeypatch.chdir(tmp_path)
@@ -390,7 +392,9 @@ def test_a_missing_data_file_resolves_next_to_the_recipe_not_as_a_hub_name(neste
 
 
 def test_a_tables_own_check_is_prefixed_with_the_table(tmp_path):
-    p = write(tmp_path, '[rlhf]\npolicy = "sft"\n[rlhf.ppo]\nreward_model = "rm"\nreward_fn = "exact_match"\n')
+    p = write(
+        tmp_path, '[rlhf]\npolicy = "sft"\n[rlhf.ppo]\nreward_model = "rm"\nreward_fn = "exact_match"\n'
+    )
     with pytest.raises(UserError) as e:
         load_recipe(p)
     assert str(e.value) == f"{p}: rlhf.ppo: give reward_model or reward_fn, not both"

@@ -292,7 +292,9 @@ def test_real_eval_cli_on_two_tiny_models(tmp_path, shared_data):
         assert (row["before"], row["after"]) == (got["before"], got["after"])
         assert row["delta"] == pytest.approx(got["after"] - got["before"])
         # the eval logged its per-item scores (tax passes --log-samples): the interval is the paired bootstrap
-        assert row["ci_method"] == "paired-bootstrap" and row["items"] == 6 and row["higher_is_better"] is True
+        assert (
+            row["ci_method"] == "paired-bootstrap" and row["items"] == 6 and row["higher_is_better"] is True
+        )
         ids = sorted(logged["before"][metric])
         assert ids == sorted(logged["after"][metric])
         paired = [[logged[side][metric][i] for i in ids] for side in ("before", "after")]

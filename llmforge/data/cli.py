@@ -86,53 +86,95 @@ def build(
 
 @app.command("train-classifier")
 def train_classifier(
-    positive: Path = typer.Option(
-        ..., "--positive", help="Reference-quality text: a dataset artifact, .jsonl(.gz)/text file or folder."
+    positive: Path | None = typer.Option(
+        None,
+        "--positive",
+        help="Reference-quality text: a dataset artifact, .jsonl(.gz)/text file or folder.",
     ),
-    negative: Path = typer.Option(..., "--negative", help="Raw text (e.g. unfiltered crawl), same formats."),
+    negative: Path | None = typer.Option(
+        None, "--negative", help="Raw text (e.g. unfiltered crawl), same formats."
+    ),
+    labelled: Path | None = typer.Option(
+        None,
+        "--labelled",
+        help="Instead of --positive/--negative: a .csv (with a header) or .jsonl(.gz) of labelled rows.",
+    ),
+    label_key: str = typer.Option("label", "--label-key", help="Label column/field of --labelled rows."),
+    positive_labels: str | None = typer.Option(
+        None, "--positive-labels", help="With --labelled: the labels that count as positive, e.g. 0,1."
+    ),
     out: Path = typer.Option(..., "--out", help="Where to write the classifier artifact."),
-    text_key: str = typer.Option("text", "--text-key", help="Text field of .jsonl records."),
+    text_key: str = typer.Option(
+        "text", "--text-key", help="Text field of .jsonl records / column of a .csv."
+    ),
     holdout: float = typer.Option(0.1, "--holdout", min=0.01, max=0.5, help="Held-out fraction per class."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="fastText training epochs."),
     max_docs: int = typer.Option(100_000, "--max-docs", min=2, help="Seeded sample cap per class."),
+    balance: bool = typer.Option(
+        True, "--balance/--no-balance", help="With --labelled: repeat the smaller class's training rows."
+    ),
     seed: int = typer.Option(0, "--seed", help="Sampling, split and training seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the training report as JSON on stdout."),
 ) -> None:
-    """Train a fastText quality classifier (reference vs raw text, as GPT-3 and LLaMA did) and report
-    held-out precision/recall/accuracy. Use it with a `quality_classifier` step in \\[\\[data.steps]].
+    """Train a fastText classifier and report its held-out precision/recall/accuracy.
 
-    Text files give one document per blank-line-separated paragraph; texts under 5 words are skipped.
+    Quality (--positive/--negative): reference vs raw text, as GPT-3 and LLaMA did; use it with a
+    `quality_classifier` step in \\[\\[data.steps]]. Text files give one document per blank-line-separated
+    paragraph; texts under 5 words are skipped.
+
+    Labelled (--labelled): rows whose --label-key is one of --positive-labels are positive, all others negative;
+    each class is split, the held-out rows keep the file's balance, and the report adds balanced accuracy, macro
+    F1, ROC AUC and the majority-class baseline. A toxicity classifier made so scores `llmforge bias` probes
+    (bias.toxicity.scorer = "classifier:PATH").
 
     Example: llmforge data train-classifier --positive wiki.txt --negative crawl.jsonl.gz --out runs/clf
+
+    Example: llmforge data train-classifier --labelled labeled_data.csv --text-key tweet --label-key class --positive-labels 0,1 --out runs/toxicity-clf
     """
     from llmforge.data.classifier import train_classifier as train
+    from llmforge.data.classifier import train_classifier_labelled
 
-    report = train(
-        positive,
-        negative,
-        out,
-        text_key=text_key,
-        holdout=holdout,
-        epochs=epochs,
-        max_docs=max_docs,
-        seed=seed,
-    )
+    common = {"text_key": text_key, "holdout": holdout, "epochs": epochs, "max_docs": max_docs, "seed": seed}
+    if labelled is not None:
+        if positive is not None or negative is not None:
+            raise UserError("give --labelled or --positive with --negative, not both")
+        if not positive_labels:
+            raise UserError("--labelled needs --positive-labels (e.g. --positive-labels 0,1)")
+        report = train_classifier_labelled(
+            labelled, out, positive_labels=positive_labels, label_key=label_key, balance=balance, **common
+        )
+    else:
+        if positive is None or negative is None:
+            raise UserError(
+                "give --positive and --negative (texts), or --labelled FILE with --positive-labels"
+            )
+        report = train(positive, negative, out, **common)
     if as_json:
         emit_json({"path": str(out), **report})
         return
     h = report["heldout"]
-    summary_table(
-        f"quality classifier → {out}",
-        {
-            "train docs (positive / negative)": f"{report['positive']['train_docs']:,} / "
-            f"{report['negative']['train_docs']:,}",
-            "held-out docs (positive / negative)": f"{h['positives']:,} / {h['negatives']:,}",
-            f"precision @ {h['threshold']}": h["precision"],
-            "recall": h["recall"],
-            "accuracy": h["accuracy"],
-            "seconds": report["seconds"],
-        },
-    )
+    rows = {
+        "train docs (positive / negative)": f"{report['positive']['train_docs']:,} / "
+        f"{report['negative']['train_docs']:,}",
+        "held-out docs (positive / negative)": f"{h['positives']:,} / {h['negatives']:,}",
+        f"precision @ {h['threshold']}": h["precision"],
+        "recall": h["recall"],
+        "accuracy": h["accuracy"],
+    }
+    if labelled is not None:
+        rows.update(
+            {
+                "F1 (positive)": h["f1"],
+                "balanced accuracy": h["balanced_accuracy"],
+                "macro F1": h["macro_f1"],
+                "ROC AUC": h["roc_auc"],
+                f"majority baseline ({h['majority_class']}): accuracy / macro F1": f"{h['majority_accuracy']} / "
+                f"{h['majority_macro_f1']}",
+            }
+        )
+    rows["seconds"] = report["seconds"]
+    title = "labelled classifier" if labelled is not None else "quality classifier"
+    summary_table(f"{title} → {out}", rows)
 
 
 @app.command("stats")

@@ -51,9 +51,10 @@ def _jsonl(path: Path) -> list[tuple[str, Row]]:
     return rows
 
 
-def _csv(path: Path) -> list[tuple[str, Row]]:
-    """(`file:line`, row) for every data row of a CSV file with a header line."""
-    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+def _csv(path: Path, delimiter: str = ",") -> list[tuple[str, Row]]:
+    """(`file:line`, row) for every data row of a CSV file with a header line (cells beyond the header's
+    columns under the key None, as `csv.DictReader` leaves them)."""
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
     return [(f"{path}:{reader.line_num}", row) for row in reader]
 
 
@@ -245,3 +246,144 @@ def wikitext(data_dir: Path) -> list[Row]:
             docs.append([])
         docs[-1].append(line)
     return [{"page": "".join(lines)} for lines in docs if "".join(lines).strip()]
+
+
+# ------------------------------------------------------------------------------------ bias benchmarks
+
+
+def _no_extra_cells(where: str, row: Row, columns: str) -> None:
+    """A CSV row with more cells than its header was mis-split (an unquoted separator inside a text cell)."""
+    if row.get(None):
+        raise UserError(
+            f"{where}: {len(row[None])} more cells than the header's columns ({columns}); "
+            "quote a text cell that holds the separator"
+        )
+
+
+def _text_cell(where: str, row: Row, key: str) -> str:
+    value = _field(where, row, key)
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where}: column '{key}' is empty; expected the text of the item")
+    return value
+
+
+def _choice_cell(where: str, row: Row, key: str, allowed: tuple[str, ...]) -> str:
+    value = _field(where, row, key)
+    if value not in allowed:
+        raise UserError(f"{where}: column '{key}' is {value!r}; expected one of: {', '.join(allowed)}")
+    return value
+
+
+CROWS_DIRECTIONS = ("stereo", "antistereo")
+
+
+def crows_pairs(data_dir: Path) -> list[Row]:
+    """`crows_pairs/crows_pairs_anonymized.csv` (nyu-mll/crows-pairs, Nangia et al. 2020): sent_more, sent_less,
+    stereo_antistereo, bias_type — the columns lm-eval's crows_pairs_english reads. `sent_more` is the
+    sentence that is more stereotyping in either direction (for an `antistereo` pair it violates a stereotype of
+    the historically disadvantaged group), so the metric counts how often it is the likelier one."""
+    path = _need(data_dir / "crows_pairs" / "crows_pairs_anonymized.csv", "crows_pairs")
+    rows = []
+    for where, d in _csv(path):
+        _no_extra_cells(where, d, "sent_more, sent_less, stereo_antistereo, bias_type, …")
+        rows.append(
+            {
+                "sent_more": _text_cell(where, d, "sent_more"),
+                "sent_less": _text_cell(where, d, "sent_less"),
+                "stereo_antistereo": _choice_cell(where, d, "stereo_antistereo", CROWS_DIRECTIONS),
+                "bias_type": _text_cell(where, d, "bias_type").strip(),
+            }
+        )
+    return rows
+
+
+# The categories of the BBQ release (Parrish et al. 2022); lm-eval's BBQ scores one bias score per category.
+BBQ_CATEGORIES = (
+    "Age",
+    "Disability_status",
+    "Gender_identity",
+    "Nationality",
+    "Physical_appearance",
+    "Race_ethnicity",
+    "Race_x_gender",
+    "Race_x_SES",
+    "Religion",
+    "SES",
+    "Sexual_orientation",
+)
+BBQ_ANSWERS = ("ans0", "ans1", "ans2")
+
+
+def _bbq_answers(where: str, d: Row) -> None:
+    """The three answers, one of them an 'unknown' phrase lm-eval's BBQ knows, each with its group labels."""
+    from lm_eval.tasks.bbq.utils import UNKNOWN_RESPONSES
+
+    info = _field(where, d, "answer_info")
+    if not isinstance(info, dict):
+        raise UserError(
+            f"{where}: 'answer_info' should be an object {{ans0: [...], ans1: [...], ans2: [...]}}"
+        )
+    for ans in BBQ_ANSWERS:
+        if not isinstance(_field(where, d, ans), str):
+            raise UserError(f"{where}: '{ans}' should be the answer's text")
+        groups = info.get(ans)
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise UserError(f"{where}: 'answer_info.{ans}' should be a list of group names")
+        if not any(groups) and "Latina" not in d[ans]:  # lm-eval fills in only this one known gap
+            raise UserError(f"{where}: 'answer_info.{ans}' is empty; expected the group the answer names")
+    unknown = [ans for ans in BBQ_ANSWERS if d[ans] in UNKNOWN_RESPONSES]
+    if len(unknown) != 1:
+        raise UserError(
+            f"{where}: expected exactly one of ans0–ans2 to be an 'unknown' answer "
+            f"({', '.join(UNKNOWN_RESPONSES)}); found {len(unknown)}"
+        )
+
+
+def bbq(data_dir: Path) -> list[Row]:
+    """`bbq/bbq_sample.jsonl` (nyu-mll/BBQ `data/<Category>.jsonl` rows, Parrish et al. 2022): context,
+    question, ans0–ans2, label, context_condition (ambig/disambig), question_polarity (neg/nonneg), category,
+    answer_info, additional_metadata.stereotyped_groups — what lm-eval's bbq task reads. Rows are passed on
+    whole; lm-eval's own process_docs marks the biased answers when the task loads."""
+    path = _need(data_dir / "bbq" / "bbq_sample.jsonl", "bbq")
+    rows = []
+    for where, d in _jsonl(path):
+        for key in ("context", "question"):
+            _text_cell(where, d, key)
+        _choice_cell(where, d, "category", BBQ_CATEGORIES)
+        _choice_cell(where, d, "context_condition", ("ambig", "disambig"))
+        _choice_cell(where, d, "question_polarity", ("neg", "nonneg"))
+        if _int(where, _field(where, d, "label"), "label") not in (0, 1, 2):
+            raise UserError(
+                f"{where}: 'label' is {d['label']!r}; expected 0, 1 or 2 (the index of the answer)"
+            )
+        meta = _field(where, d, "additional_metadata")
+        groups = meta.get("stereotyped_groups") if isinstance(meta, dict) else None
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise UserError(
+                f"{where}: 'additional_metadata.stereotyped_groups' should be a list of group names"
+            )
+        _bbq_answers(where, d)
+        rows.append({**d, "label": int(d["label"])})
+    return rows
+
+
+ETHOS_HATE_THRESHOLD = 0.5  # the ETHOS binary release's isHate is the annotators' share; ≥ 0.5 is hate speech
+
+
+def ethos(data_dir: Path) -> list[Row]:
+    """`ethos/Ethos_Dataset_Binary.csv` (Mollas et al. 2022; `;`-separated: comment, isHate in [0, 1]):
+    `label` is 1 (hate speech) when isHate ≥ 0.5, else 0."""
+    path = _need(data_dir / "ethos" / "Ethos_Dataset_Binary.csv", "ethos")
+    rows = []
+    for where, d in _csv(path, delimiter=";"):
+        _no_extra_cells(where, d, "comment;isHate")
+        comment = _text_cell(where, d, "comment")
+        cell = _field(where, d, "isHate")
+        try:
+            score = float(cell)
+        except ValueError:
+            score = float("nan")
+        if not 0.0 <= score <= 1.0:
+            raise UserError(f"{where}: column 'isHate' is {cell!r}; expected a number from 0 to 1")
+        rows.append({"comment": comment, "isHate": score, "label": int(score >= ETHOS_HATE_THRESHOLD)})
+    return rows

@@ -45,6 +45,9 @@ OFFLINE_TASKS: dict[str, OfflineTask] = {
         OfflineTask("truthfulqa_mc2", task_data.truthfulqa, "truthfulqa/TruthfulQA.csv"),
         OfflineTask("gsm8k", task_data.gsm8k, "gsm8k/test.jsonl"),
         OfflineTask("wikitext", task_data.wikitext, "wikitext2/valid.txt"),
+        OfflineTask("crows_pairs", task_data.crows_pairs, "crows_pairs/crows_pairs_anonymized.csv"),
+        OfflineTask("bbq", task_data.bbq, "bbq/bbq_sample.jsonl"),
+        OfflineTask("ethos", task_data.ethos, "ethos/Ethos_Dataset_Binary.csv"),
     )
 }
 
@@ -64,6 +67,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
     ),
     # What the files in ../shared/data support, end to end.
     "shared-data": ("piqa", "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k", "wikitext"),
+    # Social bias scored by likelihood: CrowS-Pairs (Nangia et al. 2020), BBQ (Parrish et al. 2022) and
+    # few-shot hate-speech detection on ETHOS (Mollas et al. 2022); their files are in ../shared/data too.
+    "social-bias": ("crows_pairs", "bbq", "ethos"),
 }
 
 

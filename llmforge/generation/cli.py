@@ -59,6 +59,31 @@ STOP = typer.Option(
 )
 DEVICE = typer.Option("auto", "--device", help="auto (cuda if available), cpu, cuda, cuda:1 …")
 SYSTEM = typer.Option(None, "--system", help="A system message before the user's (chat template only).")
+STEER = typer.Option(
+    None,
+    "--steer",
+    help='Steer the output with a TOML config: banned_words = [...] and/or banned_words_file = "words.txt" '
+    '(never generated: lower, capitalised or upper case, with or without a leading space), prefix = "..." '
+    "(put before every prompt, or the system text in a chat), a \\[token_bias] table of word = logit bias "
+    "(e.g. love = 2.0, hate = -5.0). Example: --steer recipes/steer.toml",
+)
+
+
+def _steering(path: Path | None):
+    """The --steer config, read and checked before the model loads (a bad one exits 2 at once)."""
+    if path is None:
+        return None
+    from llmforge.generation.steering import load_steering
+
+    return load_steering(path)
+
+
+def _say_steering(steering) -> None:
+    if steering is not None:
+        parts = [f"{len(steering.banned_words)} banned words"] * bool(steering.banned_words)
+        parts += [f"{len(steering.token_bias)} biased words"] * bool(steering.token_bias)
+        parts += [f"a prefix of {len(steering.prefix)} characters"] * bool(steering.prefix)
+        info(f"[dim]steering from {escape(steering.where)}: {', '.join(parts)}[/]")
 
 
 def _load(checkpoint: Path, device: str):
@@ -97,6 +122,7 @@ def generate(
         False, "--chat", help="Treat each prompt as a user message in the chat template."
     ),
     system: str | None = SYSTEM,
+    steer: Path | None = STEER,
     no_stream: bool = typer.Option(False, "--no-stream", help="Print each text when it is complete."),
     device: str = DEVICE,
     as_json: bool = typer.Option(
@@ -107,9 +133,13 @@ def generate(
 ) -> None:
     """Continue prompts with a checkpoint: the text streams to stdout, a line of statistics per prompt (tokens,
     tokens/s, why it ended: stop, eos, length) goes to stderr. With --chat each prompt is a user turn in the
-    model's chat template (a fine-tuned checkpoint).
+    model's chat template (a fine-tuned checkpoint). --steer bans words, biases others and puts a steering
+    prompt before each prompt.
 
     Example: llmforge generate runs/tiny/checkpoints/step-000200 --prompt "def add(a, b):" --max-new-tokens 32 --temperature 0
+
+    Example (recipes/steer.toml bans the LDNOOBW list and adds a steering prefix): llmforge generate
+    runs/tiny/checkpoints/step-000200 --prompt "def add(a, b):" --steer recipes/steer.toml
     """
     from llmforge.generation.sampling import encode_prompts, generate_ids
 
@@ -119,14 +149,17 @@ def generate(
         raise UserError("no prompt: give --prompt TEXT (repeatable) or --file FILE")
     if system is not None and not chat:
         raise UserError("--system: needs --chat (a system message goes into the chat template)")
+    steering = _steering(steer)
     loaded = _load(checkpoint, device)
-    # every prompt is checked (template, context) before anything is printed: a refusal stays one line
-    encoded = encode_prompts(loaded, prompts, settings, chat=chat, system=system)
+    # every prompt is checked (template, context, steering words) before anything is printed: a refusal stays
+    # one line
+    encoded = encode_prompts(loaded, prompts, settings, chat=chat, system=system, steering=steering)
     info(f"[dim]loaded {escape(str(checkpoint))} on {loaded.device}[/]")
+    _say_steering(steering)
     if as_json or no_stream:
         gens = []
         for i, (p, ids) in enumerate(zip(prompts, encoded, strict=True)):
-            gens.append(generate_ids(loaded, p, ids, settings))
+            gens.append(generate_ids(loaded, p, ids, settings, steering=steering))
             info(f"[dim]{i + 1}/{len(prompts)}:[/] " + _stats(gens[-1]))
         if as_json:
             emit_json([g.to_dict() for g in gens])
@@ -140,7 +173,7 @@ def generate(
             # in a terminal the prompt (on stderr) runs on into its continuation (on stdout)
             console.print(p if not chat else f"user: {p}\nassistant: ", end="", style="dim", markup=False,
                           highlight=False, soft_wrap=True)  # fmt: skip
-        gen = generate_ids(loaded, p, ids, settings, on_text=_write)
+        gen = generate_ids(loaded, p, ids, settings, on_text=_write, steering=steering)
         _write("\n")
         info(_stats(gen))
 
@@ -155,6 +188,7 @@ def chat(
     repetition_penalty: float = REP,
     seed: int | None = SEED,
     stop: list[str] = STOP,
+    steer: Path | None = STEER,
     device: str = DEVICE,
 ) -> None:
     """Talk with a fine-tuned checkpoint in the terminal: each line you type is a user turn, the reply streams to
@@ -162,18 +196,25 @@ def chat(
     ends. Reads stdin, so `printf 'hi\\n/exit\\n' | llmforge chat CKPT` works too; labels go to stderr.
 
     Example: llmforge chat runs/tiny/finetune/checkpoint --temperature 0 --max-new-tokens 64
+
+    Example: llmforge chat runs/tiny/finetune/checkpoint --steer recipes/steer.toml
     """
     from llmforge.generation.sampling import chat_reply, require_chat_template
+    from llmforge.generation.steering import steering_kwargs
 
     settings = _settings(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop)
+    steering = _steering(steer)
     loaded = _load(checkpoint, device)
     require_chat_template(loaded)
+    # a steering word this tokenizer cannot encode is refused before the conversation starts
+    steering_kwargs(steering, loaded.tokenizer)
     if loaded.context is not None and settings.max_new_tokens >= loaded.context:
         raise UserError(
             f"--max-new-tokens {settings.max_new_tokens}: leaves no room for the conversation in the model's "
             f"context of {loaded.context} tokens"
         )
     info(f"[dim]loaded {escape(str(checkpoint))} on {loaded.device}[/]")
+    _say_steering(steering)
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)
     if sys.stdin.isatty():
@@ -201,7 +242,7 @@ def chat(
         history.append({"role": "user", "content": line})
         console.print("assistant> ", end="", style="bold", markup=False, highlight=False)
         try:
-            gen = chat_reply(loaded, history, settings, on_text=_write)
+            gen = chat_reply(loaded, history, settings, on_text=_write, steering=steering)
         except UserError as e:  # e.g. one message longer than the context: say so, keep the conversation
             history.pop()
             _write("\n")

@@ -9,6 +9,11 @@ How a generation ends (`finish_reason`):
 - "eos": the model produced one of `Loaded.stop_ids` (EOS, the template's end-of-turn); that token is not in
   the text.
 - "length": `max_new_tokens` tokens were produced.
+
+Steering (`generation.steering`, optional everywhere): its prefix goes in front of each plain prompt or of the
+system text when the prompt is encoded, and its banned words and biases reach `model.generate` as transformers'
+`bad_words_ids` / `sequence_bias`. `Generation.prompt` stays the prompt as given; `prompt_tokens` counts the
+prefix. Without steering nothing changes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Literal
 from llmforge.console import UserError, warn
 from llmforge.generation.loading import Loaded
 from llmforge.generation.settings import SamplingSettings
+from llmforge.generation.steering import Steering, steer_messages, steer_prompt, steer_system, steering_kwargs
 
 FinishReason = Literal["stop", "eos", "length"]
 OnText = Callable[[int, str], None]
@@ -57,13 +63,22 @@ def generate(
     chat: bool = False,
     system: str | None = None,
     on_text: OnText | None = None,
+    steering: Steering | None = None,
 ) -> list[Generation]:
     """Continue each prompt; with `chat`, each prompt is a user message (after `system`, if given) rendered with
     the tokenizer's chat template. `on_text(index, delta)` receives the text as it becomes final. Every prompt
-    is encoded and checked against the context before the first one is generated."""
-    encoded = encode_prompts(loaded, prompts, settings, chat=chat, system=system)
+    is encoded and checked against the context before the first one is generated. `steering` applies its
+    prefix, banned words and biases to every prompt."""
+    encoded = encode_prompts(loaded, prompts, settings, chat=chat, system=system, steering=steering)
     return [
-        generate_ids(loaded, prompt, ids, settings, (lambda d, i=i: on_text(i, d)) if on_text else None)
+        generate_ids(
+            loaded,
+            prompt,
+            ids,
+            settings,
+            (lambda d, i=i: on_text(i, d)) if on_text else None,
+            steering=steering,
+        )
         for i, (prompt, ids) in enumerate(zip(prompts, encoded, strict=True))
     ]
 
@@ -75,12 +90,17 @@ def encode_prompts(
     *,
     chat: bool = False,
     system: str | None = None,
+    steering: Steering | None = None,
 ) -> list[list[int]]:
-    """The token ids of each prompt (plain, or a user turn in the chat template); UserError naming the first
-    prompt that does not fit the context with `max_new_tokens` after it."""
+    """The token ids of each prompt (plain, or a user turn in the chat template), the steering prefix in front
+    of the prompt or system text; UserError naming the first prompt that does not fit the context with
+    `max_new_tokens` after it, or a steering word this tokenizer cannot encode."""
     settings.checked()
     if chat:
         require_chat_template(loaded)
+    steering_kwargs(steering, loaded.tokenizer)  # refuse an unencodable word before anything is generated
+    system = steer_system(steering, system) if chat else system
+    prompts = prompts if chat else [steer_prompt(steering, p) for p in prompts]
     encoded = []
     for i, prompt in enumerate(prompts):
         system_turn = [{"role": "system", "content": system}] if system else []
@@ -99,19 +119,22 @@ def chat_reply(
     history: list[dict[str, str]],
     settings: SamplingSettings,
     on_text: Callable[[str], None] | None = None,
+    *,
+    steering: Steering | None = None,
 ) -> Generation:
     """The assistant's next turn after `history` (messages with `role` and `content`; a system message first, if
     any). When the conversation no longer fits the context, its oldest exchanges are left out of the prompt
-    (the system message is kept); `Generation.prompt` is the last user message."""
+    (the system message is kept); `Generation.prompt` is the last user message. `steering`'s prefix goes in
+    front of the system message (or is one), its banned words and biases apply to the reply."""
     settings.checked()
     require_chat_template(loaded)
-    messages = list(history)
+    messages = list(steer_messages(steering, history))
     ids = render_chat(loaded, messages)
     while not _fits(loaded, ids, settings) and _drop_oldest_exchange(messages):
         ids = render_chat(loaded, messages)
     check_fits(loaded, ids, settings, "the conversation")
     last_user = next((m["content"] for m in reversed(history) if m.get("role") == "user"), "")
-    return generate_ids(loaded, last_user, ids, settings, on_text)
+    return generate_ids(loaded, last_user, ids, settings, on_text, steering=steering)
 
 
 def require_chat_template(loaded: Loaded) -> None:
@@ -172,8 +195,11 @@ def generate_ids(
     ids: list[int],
     settings: SamplingSettings,
     on_text: Callable[[str], None] | None = None,
+    *,
+    steering: Steering | None = None,
 ) -> Generation:
-    """Continue the prompt `ids` (the text `prompt`, recorded in the result); `on_text(delta)` streams."""
+    """Continue the prompt `ids` (the text `prompt`, recorded in the result); `on_text(delta)` streams.
+    `steering`'s banned words and biases apply (its prefix belongs in `ids` already: `encode_prompts`)."""
     import torch
     from transformers import StoppingCriteriaList
 
@@ -191,6 +217,7 @@ def generate_ids(
             stopping_criteria=criteria,
             streamer=streamer,
             **settings.to_generation_kwargs(loaded.stop_ids, tokenizer.pad_token_id),
+            **steering_kwargs(steering, tokenizer),
         )
     seconds = time.perf_counter() - start
     new = out[0, len(ids) :].tolist()

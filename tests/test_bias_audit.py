@@ -112,7 +112,7 @@ def test_audit_writes_report_with_steered_beside_unsteered(planted, tmp_path):
     rows = audit_run.summary_rows(doc)
     assert rows["gen score"] == "0.4 [0.35, 0.45] (ideal 0.5)  →  steered 0.3 [0.25, 0.35] (ideal 0.5)"
     assert not out.with_name(".out.partial").exists()
-    with pytest.raises(UserError, match="a report already exists; pass --force"):
+    with pytest.raises(UserError, match="a bias report already exists; pass --force"):
         audit_run.plan_audit(tmp_path / "m", BiasConfig(data_dir=str(data)), out, force=False)
 
 
@@ -150,3 +150,45 @@ def test_cli_refuses_bad_input_before_any_work(cli, tmp_path):
         result = cli(*argv)
         assert result.returncode == 2, (argv, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_force_replaces_only_an_earlier_bias_report(planted, tmp_path):
+    _, data = planted
+    model = _model(tmp_path / "m")
+    cfg = BiasConfig(data_dir=str(data))
+    other = tmp_path / "dataset"
+    other.mkdir()
+    (other / "manifest.json").write_text('{"kind": "dataset"}')
+    (other / "data.jsonl").write_text("{}\n")
+    for out, message in ((other, "not empty and not an earlier bias report"), (tmp_path, "holds the model")):
+        with pytest.raises(UserError, match=message):
+            audit_run.plan_audit(model, cfg, out, force=True)
+    assert (other / "data.jsonl").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert audit_run.plan_audit(model, cfg, empty, force=False).probes == ["lik", "gen"]
+
+
+def test_a_probes_own_data_key_counts_for_the_default_selection(tmp_path):
+    from llmforge.bias.probes import PROBES
+
+    folder = tmp_path / "wb"
+    folder.mkdir()
+    cfg = BiasConfig(winobias={"dir": str(folder)})
+    audit = audit_run.Audit(model=tmp_path, cfg=cfg, out=tmp_path / "out", probes=[], steering=None)
+    assert PROBES["winobias"].data_key == "dir"
+    assert audit_run._unavailable("winobias", audit_run.context(audit, "winobias", tmp_path)) is None
+    assert audit_run._unavailable("crows_pairs", audit_run.context(audit, "crows_pairs", tmp_path)) == (
+        "no --data-dir"
+    )
+
+
+def test_default_out_is_beside_a_checkpoint_artifact(tmp_path):
+    from llmforge.bias.cli import _default_out
+
+    run = tmp_path / "runs" / "tiny"
+    step = _model(run / "checkpoints" / "step-000200")
+    dpo = _model(run / "rlhf" / "dpo" / "checkpoint")
+    (dpo / "manifest.json").write_text('{"kind": "checkpoint"}')
+    assert _default_out(step) == (run / "reports" / "bias" / "step-000200").resolve()
+    assert _default_out(dpo) == (run / "rlhf" / "dpo" / "bias").resolve()

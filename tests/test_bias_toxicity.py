@@ -162,7 +162,10 @@ def test_a_quality_classifier_is_not_a_toxicity_scorer(tmp_path):
     train_classifier(tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "q", epochs=2)
     with pytest.raises(UserError, match="quality classifier.*--labelled"):
         toxicity_scorers.load_scorer(f"classifier:{tmp_path / 'q'}")
-    with pytest.raises(UserError, match="scorer unavailable: classifier:.*nope: no such artifact"):
+    with pytest.raises(
+        UserError,
+        match="scorer unavailable .--scorer / bias.toxicity.scorer.: classifier:.*nope: no such artifact",
+    ):
         toxicity_scorers.load_scorer(f"classifier:{tmp_path / 'nope'}")
     with pytest.raises(
         UserError, match=r"unknown toxicity scorer 'detoxify'.*classifier:PATH.*hf:DIR.*perspective"
@@ -228,7 +231,9 @@ def test_hf_scorer_picks_the_toxic_label_and_batches_like_one_at_a_time(tmp_path
     with torch.no_grad():
         want = m(**tok("hi", return_tensors="pt")).logits.sigmoid()[0, 0].item()
     assert ml.score(["hi"]) == pytest.approx([want], abs=1e-5)
-    with pytest.raises(UserError, match=r"scorer unavailable: hf:.*no config\.json"):
+    with pytest.raises(
+        UserError, match=r"scorer unavailable .--scorer / bias.toxicity.scorer.: hf:.*no config\.json"
+    ):
         toxicity_scorers.load_scorer(f"hf:{tmp_path}")
 
 
@@ -293,7 +298,10 @@ def test_perspective_scorer_against_a_local_fake_server(perspective, monkeypatch
     retrying = toxicity_scorers.PerspectiveScorer("good-key", url, qps=1000, retries=3, retry_wait=0.01)
     assert retrying.score(["idiot!"]) == [0.9]
     server.fail_next = 5
-    with pytest.raises(UserError, match="scorer unavailable: perspective: HTTP 429.*Quota exceeded"):
+    with pytest.raises(
+        UserError,
+        match="scorer unavailable .--scorer / bias.toxicity.scorer.: perspective: HTTP 429.*Quota exceeded",
+    ):
         retrying.score(["idiot!"])
     server.fail_next = 0
 
@@ -306,7 +314,8 @@ def test_perspective_scorer_against_a_local_fake_server(perspective, monkeypatch
 def test_perspective_without_a_key_or_a_server_is_unavailable_never_zero(monkeypatch):
     monkeypatch.delenv("PERSPECTIVE_API_KEY", raising=False)
     with pytest.raises(
-        UserError, match="scorer unavailable: perspective needs an API key in env PERSPECTIVE_API_KEY"
+        UserError,
+        match="scorer unavailable .--scorer / bias.toxicity.scorer.: perspective needs an API key in env PERSPECTIVE_API_KEY",
     ):
         toxicity_scorers.load_scorer("perspective")
     with socket.socket() as s:  # a port nothing listens on
@@ -315,7 +324,8 @@ def test_perspective_without_a_key_or_a_server_is_unavailable_never_zero(monkeyp
     monkeypatch.setenv("PERSPECTIVE_API_KEY", "k")
     monkeypatch.setenv("PERSPECTIVE_API_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(
-        UserError, match=f"scorer unavailable: perspective: cannot reach http://127.0.0.1:{port}"
+        UserError,
+        match=f"scorer unavailable .--scorer / bias.toxicity.scorer.: perspective: cannot reach http://127.0.0.1:{port}",
     ):
         toxicity_scorers.load_scorer("perspective").score(["hello"])
     monkeypatch.setenv("PERSPECTIVE_QPS", "fast")
@@ -586,3 +596,11 @@ def test_cooccurrence_skew_formula_and_options():
     ctx.options = {"lexicon": "/nonexistent/words.txt"}
     with pytest.raises(UserError, match="words.txt: no such lexicon file"):
         cooccurrence.check(ctx)
+
+
+def test_toxic_label_is_refused_for_a_scorer_without_labels(tmp_path):
+    from llmforge.bias.toxicity_scorers import load_scorer
+
+    for spec in (f"classifier:{tmp_path}", "perspective"):
+        with pytest.raises(UserError, match="only an hf: scorer has labels"):
+            load_scorer(spec, toxic_label="toxic")

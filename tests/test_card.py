@@ -576,6 +576,9 @@ def test_unwritable_out_exits_2_before_any_work(tmp_path, synthetic):
     assert "holds other files" in _fails("report", str(synthetic), "--out", str(synthetic / "dataset"))
     assert "is the run directory" in _fails("report", str(synthetic), "--out", str(synthetic))
     assert (synthetic / "dataset" / "report.json").is_file()
+    line = _fails("card", str(synthetic), "--out", str(synthetic / "dataset" / "MODEL_CARD.md"))
+    assert "inside an artifact" in line and not (synthetic / "dataset" / "MODEL_CARD.md").exists()
+    assert "expected a license id" in _fails("card", str(synthetic), "--license", "Apache 2.0: x")
 
 
 def test_checkpoint_that_is_not_one_exits_2(synthetic):

@@ -17,16 +17,20 @@ app = typer.Typer(
 EXAMPLE = """
 Example (the demo model; ../shared/data holds real slices of the public sets):
 
-  llmforge bias run runs/tiny/finetune/checkpoint --data-dir ../shared/data --limit 100 --out runs/tiny/reports/bias
+  llmforge bias run runs/tiny/finetune/checkpoint --data-dir ../shared/data --limit 100 --out runs/tiny/reports/bias-sft
 
   llmforge bias run runs/tiny/finetune/checkpoint --data-dir ../shared/data --probes toxicity --scorer classifier:runs/tiny/toxicity-classifier --steer recipes/steer.toml --out runs/tiny/reports/bias-steered
 """
 
 
 def _default_out(model: Path) -> Path:
+    """A pretraining step's report goes to the run's reports/bias/<step>, another checkpoint artifact's beside
+    it (rlhf/dpo/checkpoint → rlhf/dpo/bias), any other model's to ./reports/bias/<name>."""
     resolved = model.resolve()
     if resolved.parent.name == "checkpoints":
         return resolved.parent.parent / "reports" / "bias" / resolved.name
+    if (resolved / "manifest.json").is_file():
+        return resolved.parent / "bias"
     return Path("reports") / "bias" / resolved.name
 
 
@@ -65,21 +69,35 @@ def run(
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Folder of the public bias datasets (e.g. ../shared/data)."
     ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="At most N items per probe."),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        min=1,
+        help="At most N items per probe (co-occurrence: at least one continuation per template).",
+    ),
     scorer: str | None = typer.Option(
         None, "--scorer", help="Toxicity scorer: classifier:DIR, hf:DIR or perspective (PERSPECTIVE_API_KEY)."
     ),
     steer: Path | None = typer.Option(
         None, "--steer", help="Steering TOML: probes that sample text run unsteered and steered."
     ),
-    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of every sampled continuation."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        min=0,
+        help="Seed of the sampled continuations, the item order under --limit and the bootstrap intervals "
+        "(lm-eval keeps its own fixed seed for few-shot examples).",
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (default: auto)."),
     recipe: Path | None = typer.Option(
         None, "--recipe", help="Recipe whose \\[bias] table gives the defaults."
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set bias.limit=50."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Report directory (default reports/bias/<model>)."
+        None,
+        "--out",
+        "-o",
+        help="Report directory (default: with --recipe <run>/reports/bias; a pretraining step: <run>/reports/bias/<step>; another checkpoint: beside it, <dir>/bias).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing report at --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),

@@ -45,7 +45,7 @@ def plan_audit(model: Path, cfg: BiasConfig, out: Path, *, force: bool) -> Audit
     from llmforge.artifacts.model_dir import require_causal_lm_dir
 
     require_causal_lm_dir(model, "bias run")
-    _check_out(out, force)
+    _check_out(out, force, model)
     steering = None
     if cfg.steer:
         from llmforge.generation.steering import load_steering
@@ -69,22 +69,50 @@ def plan_audit(model: Path, cfg: BiasConfig, out: Path, *, force: bool) -> Audit
     return audit
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, force: bool, model: Path) -> None:
+    """`out` must be new, empty, or an earlier bias report (replaced only with --force): --force never deletes
+    another artifact, a run directory or the model."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; a report is a directory")
-    if out.exists() and not force:
-        raise UserError(f"--out {out}: a report already exists; pass --force to replace it, or another --out")
+    if model.resolve().is_relative_to(out.resolve()):
+        raise UserError(f"--out {out}: holds the model being audited; choose another folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not _is_bias_report(out):
+            raise UserError(
+                f"--out {out}: not empty and not an earlier bias report; choose a new or empty folder"
+            )
+        if not force:
+            raise UserError(
+                f"--out {out}: a bias report already exists; pass --force to replace it, or another --out"
+            )
     try:
         ensure_writable(out)
     except UserError as e:
         raise UserError(f"--out {e}") from None
 
 
+def _is_bias_report(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        results = json.loads((folder / RESULTS).read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("kind") == "report" and isinstance(results, dict) and "probes" in results
+
+
+def _data_path(name: str, ctx: ProbeContext) -> Path | None:
+    """The probe's data file or folder (its `[bias.<probe>]` key, else the default under the data dir)."""
+    spec = PROBES[name]
+    try:
+        return ctx.data_file(spec.data, key=spec.data_key)
+    except UserError:
+        return None
+
+
 def _unavailable(name: str, ctx: ProbeContext) -> str | None:
     """Why a probe left to the default selection cannot run here (None: it can)."""
-    try:
-        data = ctx.data_file(PROBES[name].data)
-    except UserError:
+    data = _data_path(name, ctx)
+    if data is None:
         return "no --data-dir"
     if not data.exists():
         return f"no {data}"
@@ -202,7 +230,7 @@ class _Loader:
 
 def fingerprint(audit: Audit) -> str:
     """What must be equal for a killed audit's finished probes to be reused: the model's weights (by size and
-    modification time), the settings and the steering."""
+    modification time), the data files (the same), the settings and the steering."""
     weights = sorted(
         (p.name, p.stat().st_size, p.stat().st_mtime_ns)
         for p in audit.model.iterdir()
@@ -214,6 +242,7 @@ def fingerprint(audit: Audit) -> str:
         "bias": audit.cfg.model_dump(mode="json"),
         "probes": audit.probes,
         "steering": audit.steering.to_dict() if audit.steering is not None else None,
+        "data": _data_stamps(audit),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -237,7 +266,10 @@ def result_from_dict(d: dict[str, Any]) -> ProbeResult:
 def _audit_caveats(audit: Audit) -> list[str]:
     out = []
     if audit.cfg.limit is not None:
-        out.append(f"each probe read at most {audit.cfg.limit} items (--limit): intervals are wide")
+        out.append(
+            f"each probe read at most {audit.cfg.limit} items (--limit; co-occurrence samples at least one "
+            "continuation per template): intervals are wide"
+        )
     return out
 
 
@@ -258,17 +290,21 @@ def results_document(
     }
 
 
+def _data_paths(audit: Audit) -> list[Path]:
+    paths = [_data_path(name, context(audit, name, audit.out)) for name in audit.probes]
+    return [p for p in paths if p is not None and p.exists()]
+
+
+def _data_stamps(audit: Audit) -> list[tuple[str, int, int]]:
+    files = []
+    for path in _data_paths(audit):
+        files += [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    return [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
 def _data_inputs(audit: Audit) -> list[Path]:
-    found = []
-    for name in audit.probes:
-        ctx = context(audit, name, audit.out)
-        try:
-            path = ctx.data_file(PROBES[name].data)
-        except UserError:
-            continue
-        if path.exists() and (path / MANIFEST).exists():
-            found.append(path)
-    return found
+    """The probes' data that are artifacts (with a manifest), for the report's lineage."""
+    return [p for p in _data_paths(audit) if (p / MANIFEST).exists()]
 
 
 def _stats(document: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@
   the API's default quota).
 
 A scorer that cannot score — no key, an unreachable service, a missing model, a reply without a score — is a
-UserError ("scorer unavailable: …", exit 2). It never answers 0: lm-eval's realtoxicityprompts task scores a
+UserError ("toxicity scorer unavailable …", exit 2). It never answers 0: lm-eval's realtoxicityprompts task scores a
 failed Perspective request as 0, which reads as a non-toxic model.
 """
 
@@ -49,7 +49,7 @@ class Scorer(Protocol):
 
 
 def unavailable(what: str) -> UserError:
-    return UserError(f"scorer unavailable: {what}")
+    return UserError(f"toxicity scorer unavailable (--scorer / bias.toxicity.scorer): {what}")
 
 
 def load_scorer(
@@ -61,6 +61,11 @@ def load_scorer(
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"no toxicity scorer: expected {SPEC_FORMS}")
     kind, _, arg = spec.strip().partition(":")
+    if toxic_label is not None and kind != "hf":
+        raise UserError(
+            f"bias.toxicity.toxic_label = {toxic_label!r}: only an hf: scorer has labels to choose from "
+            f"(the scorer is {spec!r})"
+        )
     if kind == "classifier" and arg:
         return ClassifierScorer(Path(arg))
     if kind == "hf" and arg:

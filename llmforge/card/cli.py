@@ -4,6 +4,7 @@ both written from the run directory's own manifests and reports, without torch."
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import typer
 
 from llmforge.console import UserError, emit_json, info, print_result, summary_table, warn
 
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")  # as [card] license (card/config.py)
 JSON_HELP = "Print what was written as JSON on stdout (nothing else goes to stdout)."
 WATTS_HELP = "Average power per GPU in watts for the CO2 estimate (default: the GPU's datasheet board power)."
 PUE_HELP = "Data-centre power usage effectiveness for the CO2 estimate (1.0: the GPUs' own draw only)."
@@ -53,7 +55,13 @@ def card(
     root = check_run_dir(run_dir)
     out = ensure_writable(out or root / "MODEL_CARD.md", directory=False)
     if (out.parent / "manifest.json").is_file():
-        warn(f"--out {out}: inside an artifact; its content hash will no longer match its files")
+        raise UserError(
+            f"--out {out}: inside an artifact (its content hash would no longer match); write it elsewhere"
+        )
+    if license_ is not None and not LICENSE_ID.fullmatch(license_):
+        raise UserError(
+            f"--license {license_!r}: expected a license id such as apache-2.0, mit, cc-by-4.0 or other"
+        )
     info(f"reading {root}")
     run = Run.load(root)
     ckpt = run.checkpoint(checkpoint)
@@ -63,6 +71,7 @@ def card(
         )
     info(f"model card for {ckpt.rel}")
     facts = gather(run, ckpt, CardOptions(license_, gpu_watts, pue, grid_intensity))
+    _say_unused_co2_flags(facts.emissions, gpu_watts, pue, grid_intensity)
     text = render(facts)
     _write_text(out, text)
     loaded = _check_card(out, facts)
@@ -92,6 +101,11 @@ def _write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _say_unused_co2_flags(estimate, gpu_watts, pue, grid_intensity) -> None:
+    if estimate is None and (gpu_watts is not None or pue != 1.0 or grid_intensity is not None):
+        warn("--gpu-watts/--pue/--grid-intensity: unused, the run records no GPU-hours to estimate CO2 from")
 
 
 def _check_card(path: Path, facts: object) -> int:

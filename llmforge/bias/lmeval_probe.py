@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmforge import rows
 from llmforge.bias.probe import GroupScore, ProbeContext
 from llmforge.bias.stats import wilson
 from llmforge.console import UserError, info, state
@@ -45,13 +46,14 @@ STEERING_CAVEAT = (
 # -------------------------------------------------------------------------------------- reading the file
 
 
-def read_text(path: Path) -> str:
+def need_file(path: Path) -> Path:
     if not path.is_file():
         raise UserError(f"{path}: no such data file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e})") from None
+    return path
+
+
+def read_text(path: Path) -> str:
+    return rows.read_text(need_file(path))
 
 
 def csv_rows(
@@ -59,17 +61,14 @@ def csv_rows(
 ) -> tuple[list[str], list[tuple[str, dict]]]:
     """The header and (`file:line`, row) of every data row; a row short of a column in `columns`, or with more
     cells than the header, is refused naming its line and what was expected."""
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
-    header = list(reader.fieldnames or [])
+    header, found = rows.csv_rows(need_file(path), delimiter)
     missing = [c for c in columns if c not in header]
     if missing:
         raise UserError(
             f"{path}:1: the header lacks the column '{missing[0]}' (expected {delimiter.join(columns)}; "
             f"found {delimiter.join(header)})"
         )
-    rows = []
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
+    for where, row in found:
         if row.get(None):
             raise UserError(
                 f"{where}: {len(row[None])} more cells than the header's columns; quote a text cell that "
@@ -78,27 +77,16 @@ def csv_rows(
         for c in columns:
             if row.get(c) is None:
                 raise UserError(f"{where}: the row has no cell for the column '{c}'")
-        rows.append((where, row))
-    if not rows:
+    if not found:
         raise UserError(f"{path}: no rows after the header")
-    return header, rows
+    return header, found
 
 
 def jsonl_rows(path: Path) -> list[tuple[str, dict]]:
-    rows = []
-    for n, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not a JSON line ({e})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{n}: expected a JSON object, found {type(row).__name__}")
-        rows.append((f"{path}:{n}", row))
-    if not rows:
+    found = rows.jsonl_rows(need_file(path))
+    if not found:
         raise UserError(f"{path}: no rows")
-    return rows
+    return found
 
 
 def one_of(where: str, row: dict, key: str, allowed: Sequence[str]) -> str:

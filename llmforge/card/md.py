@@ -68,3 +68,15 @@ def ci(lo: Any, hi: Any) -> str:
     if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
         return f"[{num(float(lo))}, {num(float(hi))}]"
     return "—"
+
+
+def classifier_line(q: dict) -> str:
+    """One line on a classifier the run trained (`facts.classifier_facts`): what a positive means and its
+    held-out precision, recall, F1 and ROC AUC."""
+    h = q["heldout"]
+    positive = f" (positive: {q['positive']})" if q.get("positive") else ""
+    auc = f", ROC AUC {num(h['roc_auc'])}" if "roc_auc" in h else ""
+    return (
+        f"Classifier `{q['artifact']}`{positive}: held-out precision {num(h.get('precision'))}, "
+        f"recall {num(h.get('recall'))}, F1 {num(h.get('f1'))}{auc}.\n"
+    )

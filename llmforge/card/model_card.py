@@ -16,7 +16,7 @@ from typing import Any
 from llmforge import __version__
 from llmforge.card import emissions as co2
 from llmforge.card import facts as f
-from llmforge.card.md import PERSON, big, ci, kv, num, person, table
+from llmforge.card.md import PERSON, big, ci, classifier_line, kv, num, person, table
 from llmforge.card.run import Artifact, Run
 
 TASK_TYPE = "text-generation"  # the Hub's task id for a causal LM's benchmark results
@@ -458,15 +458,7 @@ def _training_data(c: CardFacts) -> str:
         )
         out.append(funnel_table(d))
     for q in c.classifiers:
-        h = q["heldout"]
-        out.append(
-            f"Classifier `{q['artifact']}`"
-            + (f" (positive: {q['positive']})" if q.get("positive") else "")
-            + ":"
-            f" held-out precision {num(h.get('precision'))}, recall {num(h.get('recall'))}"
-            + (f", ROC AUC {num(h['roc_auc'])}" if "roc_auc" in h else "")
-            + ".\n"
-        )
+        out.append(classifier_line(q))
     t = c.tokenizer
     if t is not None:
         out.append(

@@ -14,7 +14,7 @@ from typing import Any
 from llmforge.artifacts import atomic_dir, write_json, write_manifest
 from llmforge.card import emissions as co2
 from llmforge.card import facts as f
-from llmforge.card.md import big, kv, num, table
+from llmforge.card.md import big, classifier_line, kv, num, table
 from llmforge.card.model_card import bias_section, funnel_table, tax_section
 from llmforge.card.run import Run
 
@@ -274,15 +274,7 @@ def _data(run: Run, facts: dict[str, Any], plots: dict[str, list[Path]]) -> list
         )
         out.append(funnel_table(d))
     for q in facts["classifiers"]:
-        h = q["heldout"]
-        out.append(
-            f"Classifier `{q['artifact']}`"
-            + (f" (positive: {q['positive']})" if q.get("positive") else "")
-            + ":"
-            f" precision {num(h.get('precision'))}, recall {num(h.get('recall'))}, F1 {num(h.get('f1'))}"
-            + (f", ROC AUC {num(h['roc_auc'])}" if "roc_auc" in h else "")
-            + ".\n"
-        )
+        out.append(classifier_line(q))
     if t is None:
         out.append("Tokenizer: not run.\n")
     else:

@@ -8,17 +8,13 @@ prompts match the harness's own tasks.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llmforge.console import UserError
-
-Row = dict[str, Any]
+from llmforge.rows import Row, csv_rows, jsonl_rows, read_text
 
 
 def _need(path: Path, task: str) -> Path:
@@ -29,33 +25,8 @@ def _need(path: Path, task: str) -> Path:
     return path
 
 
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e})") from None
-
-
-def _jsonl(path: Path) -> list[tuple[str, Row]]:
-    """(`file:line`, row) for every JSON object line of `path`."""
-    rows = []
-    for n, line in enumerate(_text(path).split("\n"), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: not a JSON line ({e})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{n}: expected a JSON object, found {type(row).__name__}")
-            rows.append((f"{path}:{n}", row))
-    return rows
-
-
 def _csv(path: Path, delimiter: str = ",") -> list[tuple[str, Row]]:
-    """(`file:line`, row) for every data row of a CSV file with a header line (cells beyond the header's
-    columns under the key None, as `csv.DictReader` leaves them)."""
-    reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
-    return [(f"{path}:{reader.line_num}", row) for row in reader]
+    return csv_rows(path, delimiter)[1]
 
 
 def _field(where: str, row: Row, *keys: str) -> Any:
@@ -77,11 +48,11 @@ def _int(where: str, value: Any, what: str) -> int:
 
 def piqa(data_dir: Path) -> list[Row]:
     """`piqa/valid.jsonl` (goal, sol1, sol2) + `piqa/valid-labels.lst` (one 0/1 per line, line-aligned)."""
-    docs = _jsonl(_need(data_dir / "piqa" / "valid.jsonl", "piqa"))
+    docs = jsonl_rows(_need(data_dir / "piqa" / "valid.jsonl", "piqa"))
     labels_file = _need(data_dir / "piqa" / "valid-labels.lst", "piqa")
     labels = [
         (f"{labels_file}:{n}", line.strip())
-        for n, line in enumerate(_text(labels_file).splitlines(), 1)
+        for n, line in enumerate(read_text(labels_file).splitlines(), 1)
         if line.strip()
     ]
     if len(labels) != len(docs):
@@ -107,7 +78,7 @@ def hellaswag(data_dir: Path) -> list[Row]:
     """`hellaswag/hellaswag_val.jsonl` (rowanz/hellaswag: activity_label, ctx_a, ctx_b, endings, label)."""
     path = _need(data_dir / "hellaswag" / "hellaswag_val.jsonl", "hellaswag")
     rows = []
-    for where, d in _jsonl(path):
+    for where, d in jsonl_rows(path):
         ctx = _field(where, d, "ctx_a") + " " + _field(where, d, "ctx_b").capitalize()
         rows.append(
             {
@@ -141,7 +112,7 @@ def arc(subset: str) -> Callable[[Path], list[Row]]:
 
     def read(data_dir: Path) -> list[Row]:
         path = _need(data_dir / "arc" / f"ARC-{subset}-Test.jsonl", f"arc_{subset.lower()}")
-        return [_ai2_question(where, d) for where, d in _jsonl(path)]
+        return [_ai2_question(where, d) for where, d in jsonl_rows(path)]
 
     return read
 
@@ -149,14 +120,14 @@ def arc(subset: str) -> Callable[[Path], list[Row]]:
 def openbookqa(data_dir: Path) -> list[Row]:
     """`openbookqa/test.jsonl` (OpenBookQA Data/Main: question.stem, question.choices, answerKey)."""
     path = _need(data_dir / "openbookqa" / "test.jsonl", "openbookqa")
-    return [_ai2_question(where, d) for where, d in _jsonl(path)]
+    return [_ai2_question(where, d) for where, d in jsonl_rows(path)]
 
 
 def winogrande(data_dir: Path) -> list[Row]:
     """`winogrande/dev.jsonl` (sentence with one "_", option1, option2, answer "1"/"2")."""
     path = _need(data_dir / "winogrande" / "dev.jsonl", "winogrande")
     rows = []
-    for where, d in _jsonl(path):
+    for where, d in jsonl_rows(path):
         sentence = _field(where, d, "sentence")
         if "_" not in sentence:
             raise UserError(f"{where}: 'sentence' has no '_' blank to fill")
@@ -181,7 +152,7 @@ def boolq(data_dir: Path) -> list[Row]:
             "passage": _field(where, d, "passage"),
             "label": _int(where, _field(where, d, "answer", "label"), "answer"),
         }
-        for where, d in _jsonl(path)
+        for where, d in jsonl_rows(path)
     ]
 
 
@@ -229,7 +200,7 @@ def gsm8k(data_dir: Path) -> list[Row]:
     path = _need(data_dir / "gsm8k" / "test.jsonl", "gsm8k")
     return [
         {"question": _field(where, d, "question"), "answer": _field(where, d, "answer")}
-        for where, d in _jsonl(path)
+        for where, d in jsonl_rows(path)
     ]
 
 
@@ -241,7 +212,7 @@ def wikitext(data_dir: Path) -> list[Row]:
     top-level ` = Title = ` heading."""
     path = _need(data_dir / "wikitext2" / "valid.txt", "wikitext")
     docs: list[list[str]] = []
-    for line in _text(path).splitlines(keepends=True):
+    for line in read_text(path).splitlines(keepends=True):
         if _HEADING.match(line.rstrip("\n")) or not docs:
             docs.append([])
         docs[-1].append(line)
@@ -346,7 +317,7 @@ def bbq(data_dir: Path) -> list[Row]:
     whole; lm-eval's own process_docs marks the biased answers when the task loads."""
     path = _need(data_dir / "bbq" / "bbq_sample.jsonl", "bbq")
     rows = []
-    for where, d in _jsonl(path):
+    for where, d in jsonl_rows(path):
         for key in ("context", "question"):
             _text_cell(where, d, key)
         _choice_cell(where, d, "category", BBQ_CATEGORIES)

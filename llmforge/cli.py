@@ -196,6 +196,11 @@ from llmforge.card import cli as card_cli  # noqa: E402
 app.command("card")(card_cli.card)
 app.command("report")(card_cli.report)
 
+from llmforge.serve import cli as serve_cli  # noqa: E402
+
+app.command("serve")(serve_cli.serve)
+app.command("review")(serve_cli.review)
+
 
 def root_options_first(command: typer.core.TyperGroup, argv: list[str]) -> list[str]:
     """Move the root's flags (--quiet, -q, --debug) that follow the subcommand to the front, so

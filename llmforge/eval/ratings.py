@@ -1,9 +1,5 @@
-"""Aggregating filled-in review sheets: mean, distribution, and agreement between raters.
-
-Agreement is Krippendorff's alpha (Krippendorff, 2011, "Computing Krippendorff's Alpha-Reliability", §C for
-any number of raters with missing values, §D for metrics): alpha = 1 - D_o / D_e from the coincidence matrix
-of values paired within each unit, which allows any number of raters and missing ratings. `interval` uses
-the squared difference as distance, `nominal` counts any disagreement as 1.
+"""Aggregating filled-in review sheets: mean, distribution, and agreement between raters (Krippendorff's
+alpha, llmforge/agreement.py: any number of raters, missing ratings allowed).
 """
 
 from __future__ import annotations
@@ -15,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmforge.agreement import krippendorff_alpha
 from llmforge.console import UserError
 
 
@@ -69,33 +66,6 @@ def _read_sheet(path: Path, ratings: Ratings) -> None:
         per_rater = ratings.items.setdefault(row["id"], {})
         for c, rater in names.items():
             per_rater[rater] = _parse(row[c] or "", f"{path}:{reader.line_num}")
-
-
-def krippendorff_alpha(units: list[list[float]], level: str = "interval") -> float:
-    """Krippendorff's alpha over units, each the list of values its raters gave (missing ones left out)."""
-    if level not in ("interval", "nominal"):
-        raise UserError(f"--level {level}: expected interval or nominal")
-
-    def delta(a: float, b: float) -> float:
-        return (a - b) ** 2 if level == "interval" else float(a != b)
-
-    pairable = [u for u in units if len(u) >= 2]
-    coincidences: Counter[tuple[float, float]] = Counter()
-    for u in pairable:
-        m = len(u)
-        for i, a in enumerate(u):
-            for j, b in enumerate(u):
-                if i != j:
-                    coincidences[(a, b)] += 1 / (m - 1)
-    n_c: Counter[float] = Counter()
-    for (a, _), w in coincidences.items():
-        n_c[a] += w
-    n = sum(n_c.values())
-    if n <= 1:
-        raise UserError("agreement needs at least one item rated by two raters")
-    observed = sum(w * delta(a, b) for (a, b), w in coincidences.items()) / n
-    expected = sum(n_c[a] * n_c[b] * delta(a, b) for a in n_c for b in n_c) / (n * (n - 1))
-    return 1.0 if expected == 0 else 1 - observed / expected
 
 
 def summarize(ratings: Ratings, level: str = "interval") -> dict:

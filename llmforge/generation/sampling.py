@@ -197,9 +197,11 @@ def generate_ids(
     on_text: Callable[[str], None] | None = None,
     *,
     steering: Steering | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Generation:
     """Continue the prompt `ids` (the text `prompt`, recorded in the result); `on_text(delta)` streams.
-    `steering`'s banned words and biases apply (its prefix belongs in `ids` already: `encode_prompts`)."""
+    `steering`'s banned words and biases apply (its prefix belongs in `ids` already: `encode_prompts`).
+    `cancelled()` is asked after every token: once true, generation ends there (a server's client has gone)."""
     import torch
     from transformers import StoppingCriteriaList
 
@@ -207,6 +209,8 @@ def generate_ids(
     input_ids = torch.tensor([ids], device=loaded.device)
     streamer = TextDeltaStreamer(tokenizer, settings.stop, loaded.stop_ids, on_text)
     criteria = StoppingCriteriaList([StopOnText(tokenizer, settings.stop, len(ids))] if settings.stop else [])
+    if cancelled is not None:
+        criteria.append(StopWhen(cancelled))
     if settings.seed is not None:
         torch.manual_seed(settings.seed)
     start = time.perf_counter()
@@ -268,6 +272,18 @@ class StopOnText:
             for row in input_ids
         ]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class StopWhen:
+    """A transformers stopping criterion that ends every row once `flag()` is true."""
+
+    def __init__(self, flag: Callable[[], bool]):
+        self.flag = flag
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.flag(), dtype=torch.bool, device=input_ids.device)
 
 
 class TextDeltaStreamer:

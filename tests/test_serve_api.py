@@ -1,0 +1,329 @@
+"""`llmforge serve` as a client sees it: a real server (uvicorn, 127.0.0.1) on the tiny untrained llama, talked
+to with the OpenAI Python client and plain HTTP — replies equal the in-process generation layer's, streaming
+equals non-streaming, the limits and errors answer with OpenAI error bodies, a client that goes away has its
+generation stopped, a full queue answers 503, and a server beyond 127.0.0.1 wants its key on every route."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import threading
+import time
+import urllib.request
+
+import openai
+import pytest
+from conftest import SHARED_DATA
+from eval_tiny_model import build_tiny_model
+from serving import build_chat_model, free_port, get_json, running
+
+from llmforge.cli import main
+
+pytestmark = pytest.mark.slow
+MAX_TOKENS = 300
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not present")
+    root = tmp_path_factory.mktemp("serve")
+    tiny = build_tiny_model(root / "tiny", SHARED_DATA / "tinyshakespeare" / "input.txt")
+    return {"base": tiny, "chat": build_chat_model(tiny, root / "chat")}
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    port = free_port()
+    args = ["serve", f"chat={models['chat']}", f"base={models['base']}", "--max-tokens", str(MAX_TOKENS),
+            "--max-body", "20000", "--parallel", "2", "--max-waiting", "3", "--device", "cpu"]  # fmt: skip
+    with running(args, "127.0.0.1", port, tmp_path_factory.mktemp("log") / "serve.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def _post(url: str, body: bytes | dict, headers: dict | None = None) -> tuple[int, dict, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+# ------------------------------------------------------------------------------------------ replies
+
+
+def test_chat_reply_equals_the_generation_layer(client, models):
+    from llmforge.generation.loading import load_for_generation
+    from llmforge.generation.sampling import chat_reply
+    from llmforge.generation.settings import SamplingSettings
+
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "To be, or not to be"},
+    ]
+    r = client.chat.completions.create(model="chat", messages=messages, max_tokens=20, temperature=0)
+    local = chat_reply(load_for_generation(models["chat"], "cpu"), messages,
+                       SamplingSettings(max_new_tokens=20, temperature=0))  # fmt: skip
+    assert r.choices[0].message.content == local.text
+    assert r.choices[0].message.role == "assistant"
+    assert (
+        r.choices[0].finish_reason == {"eos": "stop", "stop": "stop", "length": "length"}[local.finish_reason]
+    )
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (local.prompt_tokens, local.new_tokens)
+    assert r.model == "chat" and r.id.startswith("chatcmpl-")
+
+
+def test_streaming_chat_equals_the_whole_reply(client):
+    kwargs = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "Speak"}],
+        "max_tokens": 24,
+        "temperature": 0,
+    }
+    whole = client.chat.completions.create(**kwargs)
+    chunks = list(
+        client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # it did stream
+    assert text == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        whole.choices[0].finish_reason
+    ]
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_completions_batch_n_and_seeds(client):
+    r = client.completions.create(
+        model="base", prompt=["To be", "Romeo"], n=2, max_tokens=12, temperature=1.0, seed=7
+    )
+    assert [c.index for c in r.choices] == [0, 1, 2, 3]
+    again = client.completions.create(
+        model="base", prompt=["To be", "Romeo"], n=2, max_tokens=12, temperature=1.0, seed=7
+    )
+    assert [c.text for c in r.choices] == [c.text for c in again.choices]  # a seed gives the same samples
+    assert r.choices[0].text != r.choices[1].text  # the n samples of one prompt differ
+    streamed = client.completions.create(
+        model="base", prompt="To be", max_tokens=12, temperature=1.0, seed=7, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == r.choices[0].text
+
+
+def test_models_route_lists_what_is_served(client, server, models):
+    listed = {m.id: m for m in client.models.list()}
+    assert set(listed) == {"chat", "base"}
+    status, card = get_json(server + "/v1/models/chat")
+    assert status == 200 and card["llmforge"]["chat_template"] is True
+    assert card["llmforge"]["path"] == str(models["chat"])
+    status, body = get_json(server + "/v1/models/nope")
+    assert status == 404 and body["error"]["code"] == "model_not_found"
+
+
+def test_sampling_values_are_clamped_and_the_response_says_so(server):
+    status, body, headers = _post(server + "/v1/completions",
+                                  {"model": "base", "prompt": "x", "max_tokens": 4, "temperature": 50, "top_k": 10**6})  # fmt: skip
+    assert status == 200, body
+    assert headers["x-llmforge-clamped"] == "temperature=2.0, top_k=1000"
+
+
+# ------------------------------------------------------------------------------------------ bad requests
+
+
+@pytest.mark.parametrize(
+    "route, body, status, code_or_param",
+    [
+        ("/v1/chat/completions", b"{not json", 400, None),
+        (
+            "/v1/chat/completions",
+            {"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
+            404,
+            "model_not_found",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "base", "messages": [{"role": "user", "content": "hi"}]},
+            400,
+            "no_chat_template",
+        ),
+        ("/v1/chat/completions", {"model": "chat", "messages": []}, 400, "messages"),
+        (
+            "/v1/chat/completions",
+            {"model": "chat", "messages": [{"role": "robot", "content": "hi"}]},
+            400,
+            "messages.0.role",
+        ),
+        (
+            "/v1/completions",
+            {"model": "base", "prompt": "x", "max_tokens": MAX_TOKENS + 1},
+            400,
+            "max_tokens_exceeded",
+        ),
+        ("/v1/completions", {"model": "base", "prompt": "x", "logprobs": 2}, 400, "logprobs"),
+        (
+            "/v1/completions",
+            {"model": "base", "prompt": "x", "frequency_penalty": 0.5},
+            400,
+            "frequency_penalty",
+        ),
+        ("/v1/completions", {"model": "base", "prompt": "x", "temperature": -1}, 400, "temperature"),
+        ("/v1/completions", {"model": "base", "prompt": "x", "n": 5}, 400, "n"),
+        ("/v1/completions", {"model": "base", "prompt": "the " * 6000}, 413, "request_too_large"),
+        (
+            "/v1/completions",
+            {"model": "base", "prompt": "the " * 480, "max_tokens": 100},
+            400,
+            "context_length_exceeded",
+        ),
+        ("/v1/completions", [1, 2], 400, None),
+    ],
+)
+def test_bad_requests_get_an_openai_error_body(server, route, body, status, code_or_param):
+    got, answer, _ = _post(server + route, body)
+    assert got == status, answer
+    error = answer["error"]
+    assert error["message"] and error["type"]
+    if code_or_param is not None:
+        assert code_or_param in (error["code"], error["param"]), error
+    assert "Traceback" not in json.dumps(answer)
+
+
+def test_a_chunked_body_over_the_limit_is_refused(server):
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        for _ in range(30):
+            s.sendall(b"3e8\r\n" + b"x" * 1000 + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        reply = s.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 413"), reply[:200]
+
+
+def test_unknown_routes_and_methods_answer_json(server):
+    status, body = get_json(server + "/v2/nothing")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+# ------------------------------------------------------------------------------------------ load
+
+
+def _health(server: str) -> dict:
+    return get_json(server + "/health")[1]
+
+
+def test_a_client_that_disconnects_has_its_generation_stopped(server):
+    before = _health(server)
+    host, port = server.removeprefix("http://").split(":")
+    body = json.dumps(
+        {"model": "base", "prompt": "To be", "max_tokens": MAX_TOKENS, "temperature": 1.0, "stream": True}
+    )
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n{body}".encode())  # fmt: skip
+        seen = b""
+        while b"data: " not in seen:  # the first tokens came: hang up
+            chunk = s.recv(4096)
+            assert chunk, seen
+            seen += chunk
+    deadline = time.monotonic() + 60
+    while (now := _health(server))["active"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert now["cancelled"] == before["cancelled"] + 1
+    assert now["new_tokens"] - before["new_tokens"] < MAX_TOKENS  # it stopped early, not at max_tokens
+    ok = _post(server + "/v1/completions", {"model": "base", "prompt": "x", "max_tokens": 3})  # still serving
+    assert ok[0] == 200
+
+
+def test_concurrent_clients_are_all_answered_or_told_the_server_is_busy(server):
+    """12 clients at once on 2 slots and 3 waiting places: every request gets 200 or 503 server_busy, at least
+    the 5 that fit get 200, and every 200 holds its full reply. Latencies go to the test log."""
+    results: list[tuple[int, float, dict]] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        start = time.perf_counter()
+        status, body, _ = _post(server + "/v1/completions",
+                                {"model": "base", "prompt": f"Request {i}", "max_tokens": 120, "temperature": 0})  # fmt: skip
+        with lock:
+            results.append((status, time.perf_counter() - start, body))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(results) == 12
+    statuses = sorted(s for s, _, _ in results)
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 5
+    for status, _, body in results:
+        if status == 503:
+            assert body["error"]["code"] == "server_busy"
+        else:
+            assert body["usage"]["completion_tokens"] >= 1
+    latencies = sorted(t for s, t, _ in results if s == 200)
+    print(f"\n12 concurrent: {statuses.count(200)} answered, median {statistics.median(latencies):.2f} s, "
+          f"max {latencies[-1]:.2f} s; {statuses.count(503)} told busy")  # fmt: skip
+    assert _health(server)["refused_busy"] == statuses.count(503)
+
+
+# ------------------------------------------------------------------------------------------ start-up and auth
+
+
+def _exit(capsys, *argv: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    return e.value.code, capsys.readouterr().err
+
+
+def test_start_up_mistakes_exit_2_before_loading(capsys, tmp_path, models):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    code, err = _exit(capsys, "serve", str(broken), "--port", str(free_port()))
+    assert code == 2 and "broken" in err and "Traceback" not in err
+    code, err = _exit(capsys, "serve", str(tmp_path / "missing"), "--port", str(free_port()))
+    assert code == 2 and "missing" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, err = _exit(capsys, "serve", str(models["base"]), "--port", str(taken.getsockname()[1]))
+    assert code == 2 and "already in use" in err
+    code, err = _exit(capsys, "serve", str(models["base"]), "--host", "0.0.0.0")
+    assert code == 2 and "--api-key" in err
+    code, err = _exit(capsys, "serve", str(models["base"]), "--host", "127.0.0.2", "--api-key", "short")
+    assert code == 2 and "8 characters" in err
+    code, err = _exit(capsys, "serve", f"a={models['base']}", f"a={models['chat']}")
+    assert code == 2 and "twice" in err
+
+
+def test_beyond_loopback_every_route_wants_the_key(models, tmp_path):
+    key = "sesame-1234"
+    port = free_port("127.0.0.2")
+    args = ["serve", f"base={models['base']}", "--api-key", key, "--device", "cpu"]
+    auth = {"Authorization": f"Bearer {key}"}
+    with running(args, "127.0.0.2", port, tmp_path / "auth.log", headers=auth) as base:
+        for route in ("/health", "/v1/models", "/", "/nothing"):
+            status, body = get_json(base + route)
+            assert status == 401 and body["error"]["code"] == "invalid_api_key", route
+        assert get_json(base + "/health", {"Authorization": "Bearer wrong-key"})[0] == 401
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base + "/v1", api_key="wrong-key", max_retries=0).models.list()
+        keyed = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+        assert keyed.completions.create(model="base", prompt="x", max_tokens=2).choices[0].text is not None
+        # a browser logs in once; the cookie then opens the pages
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(f"{base}/login?key={key}&next=/v1/models", timeout=10) as r:
+            assert r.status == 200 and json.loads(r.read())["data"][0]["id"] == "base"
+        assert get_json(f"{base}/login?key=wrong-key")[0] == 401

@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # torch: the CPU build (a wheel on this disk) when there is no NVIDIA GPU, the ordinary CUDA build otherwise.
 TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.11' || echo 'torch==2.13.0')
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-fast demo bench lint clean serve review
 
 install: $(VENV)/.installed
 
@@ -85,6 +85,15 @@ demo: install
 	    --scorer classifier:$(RUN_DIR)/toxicity-classifier; fi
 	$(LLMFORGE) card $(RUN_DIR) --checkpoint rlhf/dpo/checkpoint
 	$(LLMFORGE) report $(RUN_DIR)
+
+# After `make demo`: its two chat checkpoints behind the OpenAI API (playground at http://127.0.0.1:8000/), or
+# paired on the demo prompts for people to label at http://127.0.0.1:8000/review. Ctrl-C stops either.
+serve: install
+	$(LLMFORGE) serve sft=$(RUN_DIR)/finetune/checkpoint dpo=$(RUN_DIR)/rlhf/dpo/checkpoint
+
+review: install
+	$(LLMFORGE) review $(RUN_DIR)/demo-prompts.jsonl --model sft=$(RUN_DIR)/finetune/checkpoint \
+	  --model dpo=$(RUN_DIR)/rlhf/dpo/checkpoint --out $(RUN_DIR)/review
 
 bench: install
 	$(PY) -m benchmarks.run

@@ -12,6 +12,7 @@ import os
 import statistics
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -131,6 +132,18 @@ def test_ratings_export_the_sheets_eval_ratings_reads(tmp_path, capsys):
     )
 
 
+def test_two_sheets_with_the_same_row_ids_stay_apart_in_eval_ratings(tmp_path, capsys):
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "dpo").mkdir()
+    store = _store(tmp_path, _sheet(tmp_path / "sft" / "sft.csv", 1), _sheet(tmp_path / "dpo" / "dpo.csv", 1))
+    for rating in (2, 5):
+        store.rate(store.next_item("sample", "erin")["item"]["id"], "erin", rating)
+    with pytest.raises(SystemExit):
+        main(["eval", "ratings", str(tmp_path / "out" / "ratings" / "erin.csv"), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["items"] == 2 and summary["mean"] == 3.5
+
+
 @pytest.mark.parametrize(
     "call, phrase",
     [
@@ -160,6 +173,8 @@ def test_inputs_candidates_directories_and_bad_files(tmp_path):
     bad = tmp_path / "bad.jsonl"
     for text, phrase in [
         ('{"completion_a": "x"}\n', "must both be strings"),
+        ('{"prompt": ["hi"], "completion_a": "x", "completion_b": "y"}\n', "list of {role, content}"),
+        ('{"prompt": "p", "reply_a": "x", "reply_b": "y", "messages": 3}\n', "'messages'"),
         ('{"text": "x"}\n', "expected reply_a/reply_b"),
         ("not json\n", "bad.jsonl:1"),
         ("", "empty"),
@@ -167,6 +182,8 @@ def test_inputs_candidates_directories_and_bad_files(tmp_path):
         bad.write_text(text)
         with pytest.raises(UserError, match=phrase):
             read_inputs([bad])
+    bad.write_text('{"prompt": "p", "reply_a": "x", "reply_b": "y", "policy": null}\n')  # no policy named
+    assert read_inputs([bad]).pairs[0].data["a"]["model"] == "policy:sample-1"
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no candidates.jsonl"):
         read_inputs([tmp_path / "empty"])
@@ -297,6 +314,23 @@ def test_label_five_pairs_by_keyboard_reload_resume(review_server, browser):
 
 
 @pytest.mark.slow
+def test_the_name_page_goes_only_to_paths_of_this_site(review_server, browser):
+    from selenium.webdriver.common.by import By
+
+    base, _ = review_server
+    for asked in ("javascript:document.title='pwned'", "//example.com/x", "/\\example.com/x"):
+        browser.get(base + "/review?next=" + urllib.parse.quote(asked))
+        browser.find_element(By.ID, "name").clear()
+        browser.find_element(By.ID, "name").send_keys("heidi")
+        browser.find_element(By.ID, "start").click()
+        _wait(browser, lambda d: d.current_url == base + "/review/pairs")
+        assert browser.title != "pwned"
+    browser.get(base + "/review?next=/review/expert")
+    browser.find_element(By.ID, "start").click()
+    _wait(browser, lambda d: d.current_url == base + "/review/expert")
+
+
+@pytest.mark.slow
 def test_expert_review_writes_a_rating_with_correction_and_reasoning(review_server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -318,7 +352,7 @@ def test_expert_review_writes_a_rating_with_correction_and_reasoning(review_serv
     _wait(browser, lambda d: _text(d, "#progress").startswith("1 of 3"))
     rows = list(csv.DictReader((out / "ratings" / "grace.csv").open()))
     assert len(rows) == 1
-    assert (rows[0]["id"], rows[0]["rating"], rows[0]["correction"]) == ("q0", "4", "0 + 0 = 0")
+    assert (rows[0]["id"], rows[0]["rating"], rows[0]["correction"]) == ("sheet.csv:q0", "4", "0 + 0 = 0")
     assert rows[0]["comment"].startswith("I added the numbers")
 
 

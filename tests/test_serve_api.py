@@ -59,6 +59,19 @@ def _post(url: str, body: bytes | dict, headers: dict | None = None) -> tuple[in
         return e.code, json.loads(e.read()), dict(e.headers)
 
 
+def _post_stream(url: str, body: dict) -> tuple[int, dict]:
+    """(status, {"events": [data of each event]}) for a 200 stream, (status, the JSON error body) otherwise."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            text = r.read().decode()
+            return r.status, {"events": [e.removeprefix("data: ") for e in text.split("\n\n") if e]}
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 # ------------------------------------------------------------------------------------------ replies
 
 
@@ -246,17 +259,28 @@ def test_a_client_that_disconnects_has_its_generation_stopped(server):
 
 
 def test_concurrent_clients_are_all_answered_or_told_the_server_is_busy(server):
-    """12 clients at once on 2 slots and 3 waiting places: every request gets 200 or 503 server_busy, at least
-    the 5 that fit get 200, and every 200 holds its full reply. Latencies go to the test log."""
+    """12 clients at once (half of them streaming) on 2 slots and 3 waiting places: every request gets 200 or
+    503 server_busy with its JSON body (a refused stream too, before any event), at least the 5 that fit get
+    200, some are refused, and every 200 holds its whole reply. Latencies go to the test log."""
     results: list[tuple[int, float, dict]] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
         start = time.perf_counter()
-        status, body, _ = _post(server + "/v1/completions",
-                                {"model": "base", "prompt": f"Request {i}", "max_tokens": 120, "temperature": 0})  # fmt: skip
+        body = {
+            "model": "base",
+            "prompt": f"Request {i}",
+            "max_tokens": 120,
+            "temperature": 0,
+            "stream": i % 2 == 1,
+        }
+        status, answer = (
+            _post_stream(server + "/v1/completions", body)
+            if i % 2
+            else _post(server + "/v1/completions", body)[:2]
+        )
         with lock:
-            results.append((status, time.perf_counter() - start, body))
+            results.append((status, time.perf_counter() - start, answer))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
     for t in threads:
@@ -266,16 +290,52 @@ def test_concurrent_clients_are_all_answered_or_told_the_server_is_busy(server):
     assert len(results) == 12
     statuses = sorted(s for s, _, _ in results)
     assert set(statuses) <= {200, 503}, statuses
-    assert statuses.count(200) >= 5
+    assert statuses.count(200) >= 5 and statuses.count(503) >= 1
     for status, _, body in results:
         if status == 503:
             assert body["error"]["code"] == "server_busy"
+        elif "events" in body:
+            assert body["events"][-1] == "[DONE]" and '"finish_reason": "length"' in body["events"][-2]
         else:
             assert body["usage"]["completion_tokens"] >= 1
     latencies = sorted(t for s, t, _ in results if s == 200)
     print(f"\n12 concurrent: {statuses.count(200)} answered, median {statistics.median(latencies):.2f} s, "
           f"max {latencies[-1]:.2f} s; {statuses.count(503)} told busy")  # fmt: skip
     assert _health(server)["refused_busy"] == statuses.count(503)
+
+
+def test_slots_admit_a_request_whenever_one_is_free_and_an_exclusive_one_is_not_starved():
+    import asyncio
+
+    from llmforge.serve.limits import ServerLimits
+    from llmforge.serve.models import ModelPool, Slots
+
+    async def no_queue() -> int:  # --max-waiting 0: no waiting places, but a free slot still takes a request
+        pool = ModelPool([], ServerLimits(parallel=1, max_waiting=0))
+        try:
+            return await (await pool.start(lambda: 7, exclusive=False))
+        finally:
+            pool.close()
+
+    assert asyncio.run(no_queue()) == 7
+
+    async def writer_waits_for_readers_then_goes_first() -> list[str]:
+        slots, order = Slots(2), []
+        await slots.acquire(False)  # a shared holder is running
+        writer = asyncio.create_task(slots.acquire(True))
+        await asyncio.sleep(0)
+        late_reader = asyncio.create_task(slots.acquire(False))  # arrives after the writer: waits behind it
+        await asyncio.sleep(0.01)
+        order.append("reader admitted" if late_reader.done() else "reader waits")
+        await slots.release()
+        await writer
+        order.append("writer")
+        await slots.release()
+        await late_reader
+        order.append("reader")
+        return order
+
+    assert asyncio.run(writer_waits_for_readers_then_goes_first()) == ["reader waits", "writer", "reader"]
 
 
 # ------------------------------------------------------------------------------------------ start-up and auth

@@ -49,15 +49,17 @@ def build_app(pool: ModelPool, *, api_key: str | None, review: Any = None) -> An
     async def login(key: str = "", next: str = "/"):
         if api_key is None or not hmac.compare_digest(key.encode(), api_key.encode()):
             raise ApiError(401, "wrong or missing key", code="invalid_api_key")
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        target = (
+            next if next.startswith("/") and next[1:2] not in ("/", "\\") else "/"
+        )  # never //host or /\host: other sites
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(KEY_COOKIE, api_key, httponly=True, samesite="strict")
         return response
 
     if review is not None:
-        from llmforge.serve.review.routes import router as review_router
+        from llmforge.serve.review.routes import install
 
-        app.include_router(review_router(review))
+        install(app, review)
 
     return Guard(app, api_key=api_key, max_body=pool.limits.max_body_bytes)
 

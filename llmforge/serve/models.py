@@ -71,17 +71,27 @@ def model_ids(specs: list[str]) -> list[tuple[str, Path]]:
 
 
 class Slots:
-    """At most `n` shared holders, or one exclusive holder (readers–writer), awaited on the event loop."""
+    """At most `n` shared holders, or one exclusive holder (readers–writer), awaited on the event loop. A
+    waiting exclusive request goes before shared ones that come after it, so steady traffic cannot starve it."""
 
     def __init__(self, n: int):
-        self.n, self.active, self.exclusive = n, 0, False
+        self.n, self.active, self.exclusive, self.exclusive_waiting = n, 0, False, 0
         self._cond = asyncio.Condition()
+
+    def free(self, exclusive: bool) -> bool:
+        if self.exclusive:
+            return False
+        if exclusive:
+            return self.active == 0
+        return self.active < self.n and self.exclusive_waiting == 0
 
     async def acquire(self, exclusive: bool) -> None:
         async with self._cond:
-            await self._cond.wait_for(
-                lambda: not self.exclusive and (self.active == 0 if exclusive else self.active < self.n)
-            )
+            self.exclusive_waiting += exclusive
+            try:
+                await self._cond.wait_for(lambda: self.free(exclusive))
+            finally:
+                self.exclusive_waiting -= exclusive
             self.active += 1
             self.exclusive = exclusive
 
@@ -129,7 +139,7 @@ class ModelPool:
         """Wait for a slot and run `work` in a worker thread; the slot is freed when `work` returns."""
         if self._slots is None:
             self._slots = Slots(self.limits.parallel)
-        if self.waiting >= self.limits.max_waiting:
+        if self.waiting >= self.limits.max_waiting and not self._slots.free(exclusive):
             self.stats.refused_busy += 1
             raise ApiError(
                 503,

@@ -30,6 +30,7 @@ from llmforge.serve.openai_schema import (
 
 FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 _DONE = object()
+DONE = "data: [DONE]\n\n"
 
 
 class Job:
@@ -105,24 +106,16 @@ def _worker(pool: ModelPool, job: Job, on_text: Callable[[int, str], None] | Non
     return work
 
 
-async def _run(pool: ModelPool, job: Job, request: Request) -> list[Any]:
-    """Generate without streaming; a client that disconnects while it waits has its generation stopped."""
-    cancel = Cancel()
-    future = await pool.start(_worker(pool, job, None, cancel), exclusive=job.exclusive)
-    while not future.done():
-        await asyncio.wait({future}, timeout=0.5)
-        if not future.done() and await request.is_disconnected():
-            cancel.set()
-            pool.stats.cancelled += 1
-            break
-    gens = await future
-    pool.stats.served += 1
-    return gens
+class Running:
+    """A job's generation, started in a worker thread: its future, the streamed deltas, the cancel flag."""
+
+    def __init__(self, future: asyncio.Future, queue: asyncio.Queue, cancel: Cancel):
+        self.future, self.queue, self.cancel = future, queue, cancel
 
 
-async def _stream(pool: ModelPool, job: Job) -> AsyncIterator[tuple[int, str] | list[Any] | ApiError]:
-    """(choice index, text delta) as they are produced, then the list of Generations. Closing the iterator
-    early (the client went away) stops the generation at its next token."""
+async def _start(pool: ModelPool, job: Job, stream: bool) -> Running:
+    """Take a generation slot and start the job. Called before any response is begun, so a full queue is a
+    503 with its JSON body for a streaming request too."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     cancel = Cancel()
@@ -130,23 +123,48 @@ async def _stream(pool: ModelPool, job: Job) -> AsyncIterator[tuple[int, str] | 
     def on_text(i: int, delta: str) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (i, delta))
 
-    future = await pool.start(_worker(pool, job, on_text, cancel), exclusive=job.exclusive)
+    future = await pool.start(
+        _worker(pool, job, on_text if stream else None, cancel), exclusive=job.exclusive
+    )
     future.add_done_callback(lambda _: queue.put_nowait(_DONE))
-    finished = False
+    return Running(future, queue, cancel)
+
+
+def _cancel(pool: ModelPool, running: Running) -> None:
+    if not running.future.done():
+        running.cancel.set()
+        pool.stats.cancelled += 1
+
+
+async def _run(pool: ModelPool, running: Running, request: Request) -> list[Any]:
+    """The Generations of a job not streamed; a client that disconnects meanwhile has its generation stopped."""
     try:
-        while (item := await queue.get()) is not _DONE:
+        while not running.future.done():
+            await asyncio.wait({running.future}, timeout=0.5)
+            if not running.future.done() and await request.is_disconnected():
+                _cancel(pool, running)
+                break
+        gens = await running.future
+    finally:  # the handler itself cancelled (shutdown): the thread must not run on to max_tokens
+        _cancel(pool, running)
+    pool.stats.served += 1
+    return gens
+
+
+async def _stream(pool: ModelPool, running: Running) -> AsyncIterator[tuple[int, str] | list[Any] | ApiError]:
+    """(choice index, text delta) as they are produced, then the list of Generations (or the ApiError that
+    ended them). Closing the iterator early (the client went away) stops the generation at its next token."""
+    try:
+        while (item := await running.queue.get()) is not _DONE:
             yield item
-        finished = True
         pool.stats.served += 1
         try:
-            yield future.result()
+            yield running.future.result()
         except Exception as e:  # noqa: BLE001 - a failed generation ends the stream with an error event
             log.exception("generation failed")
             yield ApiError(500, f"generation failed: {type(e).__name__}: {e}", kind="server_error")
     finally:
-        if not finished:
-            cancel.set()
-            pool.stats.cancelled += 1
+        _cancel(pool, running)
 
 
 def _ids(prefix: str) -> tuple[str, int]:
@@ -170,45 +188,36 @@ def router(pool: ModelPool) -> APIRouter:
 
     @api.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
-        job = _encode(pool, req, chat=True)
-        rid, created = _ids("chatcmpl")
-        head = {"id": rid, "created": created, "model": job.served.id}
-        headers = clamped_header(job.clamped)
-        if req.stream:
-            return StreamingResponse(
-                _chat_events(pool, job, head, _include_usage(req)),
-                media_type="text/event-stream",
-                headers={**headers, "Cache-Control": "no-cache"},
-            )
-        gens = await _run(pool, job, request)
-        choices = [
-            {"index": i, "message": {"role": "assistant", "content": g.text}, "finish_reason": FINISH[g.finish_reason]}
-            for i, g in enumerate(gens)
-        ]  # fmt: skip
-        body = {**head, "object": "chat.completion", "choices": choices, "usage": _usage(gens, job.n)}
-        return JSONResponse(body, headers=headers)
+        return await _respond(pool, req, request, chat=True)
 
     @api.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
-        job = _encode(pool, req, chat=False)
-        rid, created = _ids("cmpl")
-        head = {"id": rid, "created": created, "model": job.served.id}
-        headers = clamped_header(job.clamped)
-        if req.stream:
-            return StreamingResponse(
-                _completion_events(pool, job, head, _include_usage(req)),
-                media_type="text/event-stream",
-                headers={**headers, "Cache-Control": "no-cache"},
-            )
-        gens = await _run(pool, job, request)
-        choices = [
-            {"index": i, "text": g.text, "logprobs": None, "finish_reason": FINISH[g.finish_reason]}
-            for i, g in enumerate(gens)
-        ]
-        body = {**head, "object": "text_completion", "choices": choices, "usage": _usage(gens, job.n)}
-        return JSONResponse(body, headers=headers)
+        return await _respond(pool, req, request, chat=False)
 
     return api
+
+
+async def _respond(pool: ModelPool, req: Sampling, request: Request, chat: bool):
+    job = _encode(pool, req, chat=chat)
+    rid, created = _ids("chatcmpl" if chat else "cmpl")
+    head = {"id": rid, "created": created, "model": job.served.id}
+    headers = clamped_header(job.clamped)
+    running = await _start(pool, job, stream=req.stream)
+    if req.stream:
+        events = _events(pool, job, running, head, _include_usage(req), chat)
+        return StreamingResponse(
+            events, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"}
+        )
+    gens = await _run(pool, running, request)
+    if chat:
+        choices = [{"index": i, "message": {"role": "assistant", "content": g.text},
+                    "finish_reason": FINISH[g.finish_reason]} for i, g in enumerate(gens)]  # fmt: skip
+    else:
+        choices = [{"index": i, "text": g.text, "logprobs": None, "finish_reason": FINISH[g.finish_reason]}
+                   for i, g in enumerate(gens)]  # fmt: skip
+    body = {**head, "object": "chat.completion" if chat else "text_completion", "choices": choices,
+            "usage": _usage(gens, job.n)}  # fmt: skip
+    return JSONResponse(body, headers=headers)
 
 
 def _include_usage(req: Sampling) -> bool:
@@ -222,52 +231,42 @@ def _usage(gens: list[Any], n: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _chat_events(pool: ModelPool, job: Job, head: dict, usage: bool) -> AsyncIterator[str]:
-    def chunk(choices: list[dict]) -> str:
-        return sse({**head, "object": "chat.completion.chunk", "choices": choices})
+async def _events(
+    pool: ModelPool, job: Job, running: Running, head: dict, usage: bool, chat: bool
+) -> AsyncIterator[str]:
+    """The server-sent events of a streamed job: OpenAI's chat chunks (each choice opens with its role) or
+    text-completion chunks, a last chunk per choice with its finish reason, the usage if asked, [DONE]."""
+    kind = "chat.completion.chunk" if chat else "text_completion"
 
-    started: set[int] = set()
-    async for item in _stream(pool, job):
+    def chunk(i: int, text: str | None = None, finish: str | None = None, opening: bool = False) -> str:
+        if chat:
+            delta = (
+                {"role": "assistant", "content": ""}
+                if opening
+                else ({} if text is None else {"content": text})
+            )
+            choice = {"index": i, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
+        return sse({**head, "object": kind, "choices": [choice]})
+
+    opened: set[int] = set()
+    async for item in _stream(pool, running):
         if isinstance(item, ApiError):
-            yield sse(item.body()) + "data: [DONE]\n\n"
+            yield sse(item.body()) + DONE
             return
         if isinstance(item, list):
-            for i in range(len(job.prompts)):
-                if i not in started:  # a choice that produced no text still opens with its role
-                    yield chunk(
-                        [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
-                    )
+            for i in range(len(job.prompts) if chat else 0):
+                if i not in opened:  # a choice that produced no text still opens with its role
+                    yield chunk(i, opening=True)
             for i, g in enumerate(item):
-                yield chunk([{"index": i, "delta": {}, "finish_reason": FINISH[g.finish_reason]}])
+                yield chunk(i, finish=FINISH[g.finish_reason])
             if usage:
-                yield sse(
-                    {**head, "object": "chat.completion.chunk", "choices": [], "usage": _usage(item, job.n)}
-                )
-            yield "data: [DONE]\n\n"
+                yield sse({**head, "object": kind, "choices": [], "usage": _usage(item, job.n)})
+            yield DONE
             return
         i, delta = item
-        if i not in started:
-            started.add(i)
-            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        yield chunk([{"index": i, "delta": {"content": delta}, "finish_reason": None}])
-
-
-async def _completion_events(pool: ModelPool, job: Job, head: dict, usage: bool) -> AsyncIterator[str]:
-    def chunk(choices: list[dict]) -> str:
-        return sse({**head, "object": "text_completion", "choices": choices})
-
-    async for item in _stream(pool, job):
-        if isinstance(item, ApiError):
-            yield sse(item.body()) + "data: [DONE]\n\n"
-            return
-        if isinstance(item, list):
-            for i, g in enumerate(item):
-                yield chunk(
-                    [{"index": i, "text": "", "logprobs": None, "finish_reason": FINISH[g.finish_reason]}]
-                )
-            if usage:
-                yield sse({**head, "object": "text_completion", "choices": [], "usage": _usage(item, job.n)})
-            yield "data: [DONE]\n\n"
-            return
-        i, delta = item
-        yield chunk([{"index": i, "text": delta, "logprobs": None, "finish_reason": None}])
+        if chat and i not in opened:
+            opened.add(i)
+            yield chunk(i, opening=True)
+        yield chunk(i, delta)

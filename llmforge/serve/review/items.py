@@ -130,19 +130,19 @@ def _pair(path: Path, where: str, row: dict, fields: tuple[str, str]) -> Item:
     if not (isinstance(a, str) and isinstance(b, str)):
         raise UserError(f"{where}: {fields[0]} and {fields[1]} must both be strings")
     prompt = row.get("prompt")
-    messages = row.get("messages")
-    if isinstance(prompt, list):  # a conversation given as the prompt
-        messages, prompt = (
-            prompt,
-            next((m.get("content", "") for m in reversed(prompt) if m.get("role") == "user"), ""),
+    messages = prompt if isinstance(prompt, list) else row.get("messages")  # a conversation as the prompt
+    if messages is not None and not _is_messages(messages):
+        raise UserError(
+            f"{where}: 'messages' (or a list 'prompt') must be a list of {{role, content}} objects"
         )
+    if isinstance(prompt, list):
+        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     if not isinstance(prompt, str):
         raise UserError(f"{where}: 'prompt' must be a string (or a list of messages)")
-    if messages is not None and not _is_messages(messages):
-        raise UserError(f"{where}: 'messages' must be a list of {{role, content}} objects")
     models = [row.get("model_a"), row.get("model_b")]
     if fields[0] == "reply_a":  # rlhf round candidates: two samples of one policy
-        models = [row.get("policy", "policy") + ":sample-1", row.get("policy", "policy") + ":sample-2"]
+        policy = row.get("policy") if isinstance(row.get("policy"), str) else "policy"
+        models = [f"{policy}:sample-1", f"{policy}:sample-2"]
     return pair_item(path.name, prompt, a, b, model_a=_str_or_none(models[0]), model_b=_str_or_none(models[1]),
                      messages=messages, origin=where)  # fmt: skip
 

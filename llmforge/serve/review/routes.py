@@ -9,7 +9,7 @@ SQLite write never holds up the event loop that streams generations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -48,8 +48,15 @@ class RateBody(_Body):
     reasoning: str = Field("", max_length=20000)
 
 
-def _refused(e: InvalidSubmission) -> ApiError:
-    return ApiError(400, str(e), code="invalid_submission")
+def install(app: Any, review: Review) -> None:
+    """The review routes on `app`; a submission the store refuses is a 400 with its reason."""
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(InvalidSubmission)
+    async def _refused(_request, e: InvalidSubmission):
+        return JSONResponse(ApiError(400, str(e), code="invalid_submission").body(), status_code=400)
+
+    app.include_router(router(review))
 
 
 def router(review: Review) -> APIRouter:
@@ -78,24 +85,15 @@ def router(review: Review) -> APIRouter:
 
     @api.get("/review/api/next")
     def next_item(kind: Literal["pair", "sample"], person: str) -> dict:
-        try:
-            return store.next_item(kind, person)
-        except InvalidSubmission as e:
-            raise _refused(e) from None
+        return store.next_item(kind, person)
 
     @api.post("/review/api/label")
     def label(body: LabelBody) -> dict:
-        try:
-            return store.label(body.item, body.labeller, body.choice, body.reason, body.left)
-        except InvalidSubmission as e:
-            raise _refused(e) from None
+        return store.label(body.item, body.labeller, body.choice, body.reason, body.left)
 
     @api.post("/review/api/rate")
     def rate(body: RateBody) -> dict:
-        try:
-            return store.rate(body.item, body.reviewer, body.rating, body.correction, body.reasoning)
-        except InvalidSubmission as e:
-            raise _refused(e) from None
+        return store.rate(body.item, body.reviewer, body.rating, body.correction, body.reasoning)
 
     @api.get("/review/api/progress")
     def progress() -> dict:

@@ -11,8 +11,9 @@ Exports in `<out>/`:
                            user's text, or the conversation as messages), `chosen`, `rejected`, `labeller`,
                            `model_chosen`, `model_rejected`, `reason`, `item`, `source`, `labelled_at` — the
                            `pairs` format `[[rlhf.preferences]]` reads
-  ratings/<reviewer>.csv   id, prompt, output, rating, comment (the reasoning), correction — the sheets
-                           `llmforge eval ratings` aggregates (one file per reviewer)
+  ratings/<reviewer>.csv   id (`sheet.csv:ROW_ID`: two sheets may share row ids), prompt, output, rating,
+                           comment (the reasoning), correction — the sheets `llmforge eval ratings` aggregates
+                           (one file per reviewer)
   summary.json             counts per person, and agreement where several labelled the same items
 """
 
@@ -221,16 +222,18 @@ class ReviewStore:
 
     def _export_ratings(self, reviewer: str) -> None:
         rows = self._db.execute(
-            "SELECT i.data, r.rating, r.correction, r.reasoning FROM ratings r JOIN items i ON i.id = r.item "
+            "SELECT i.source, i.data, r.rating, r.correction, r.reasoning FROM ratings r JOIN items i ON i.id = r.item "
             "WHERE r.reviewer = ? ORDER BY i.position",
             (reviewer,),
         ).fetchall()
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["id", "prompt", "output", "rating", "comment", "correction"])
-        for data, rating, correction, reasoning in rows:
+        for source, data, rating, correction, reasoning in rows:
             d = json.loads(data)
-            writer.writerow([d["sheet_id"], d["prompt"], d["output"], rating, reasoning, correction])
+            writer.writerow(
+                [f"{source}:{d['sheet_id']}", d["prompt"], d["output"], rating, reasoning, correction]
+            )
         _atomic_write(self.out / RATINGS / f"{reviewer}.csv", buffer.getvalue())
 
     def summary(self) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def test_models_route_lists_what_is_served(client, server, models):
     assert set(listed) == {"chat", "base"}
     status, card = get_json(server + "/v1/models/chat")
     assert status == 200 and card["llmforge"]["chat_template"] is True
-    assert card["llmforge"]["path"] == str(models["chat"])
+    assert str(models["chat"]) not in json.dumps(card)  # filesystem paths are the operator's business
     status, body = get_json(server + "/v1/models/nope")
     assert status == 404 and body["error"]["code"] == "model_not_found"
 
@@ -191,6 +191,19 @@ def test_sampling_values_are_clamped_and_the_response_says_so(server):
         ),
         ("/v1/completions", {"model": "base", "prompt": "x", "temperature": -1}, 400, "temperature"),
         ("/v1/completions", {"model": "base", "prompt": "x", "n": 5}, 400, "n"),
+        (
+            "/v1/completions",
+            {"model": "base", "prompt": "x", "stop": [str(i) for i in range(9)]},
+            400,
+            "stop",
+        ),
+        ("/v1/completions", {"model": "base", "prompt": "x", "stop": "s" * 65}, 400, "stop"),
+        (
+            "/v1/chat/completions",
+            {"model": "chat", "messages": [{"role": "user", "content": "hi", "name": "bob"}]},
+            400,
+            "messages.0.name",
+        ),
         ("/v1/completions", {"model": "base", "prompt": "the " * 6000}, 413, "request_too_large"),
         (
             "/v1/completions",
@@ -214,7 +227,7 @@ def test_bad_requests_get_an_openai_error_body(server, route, body, status, code
 def test_a_chunked_body_over_the_limit_is_refused(server):
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
         for _ in range(30):
             s.sendall(b"3e8\r\n" + b"x" * 1000 + b"\r\n")
@@ -226,6 +239,59 @@ def test_a_chunked_body_over_the_limit_is_refused(server):
 def test_unknown_routes_and_methods_answer_json(server):
     status, body = get_json(server + "/v2/nothing")
     assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = get_json(server + "/v1/completions")  # a GET where only POST is served
+    assert status == 405 and body["error"]["code"] == "method_not_allowed"
+
+
+def test_a_keyless_server_answers_only_to_a_loopback_host_name(server):
+    """A page on evil.example whose DNS now points at 127.0.0.1 (DNS rebinding) sends Host: evil.example."""
+    for host, status in (("evil.example", 403), ("127.0.0.1.evil.example:80", 403), ("localhost:1", 200)):
+        assert get_json(server + "/health", {"Host": host})[0] == status, host
+    status, body = get_json(server + "/v1/models", {"Host": "evil.example"})
+    assert body["error"]["code"] == "host_not_allowed"
+
+
+def test_top_p_zero_is_greedy(client):
+    kwargs = {"model": "base", "prompt": "To be", "max_tokens": 12}
+    greedy = client.completions.create(**kwargs, temperature=0).choices[0].text
+    assert client.completions.create(**kwargs, temperature=1.0, top_p=0, seed=3).choices[0].text == greedy
+
+
+def test_overlapping_seeded_requests_each_give_their_own_samples(client):
+    """Seeded requests share torch's generator, so they run one at a time: sent together, each seed still
+    gives the text it gives alone."""
+    kwargs = {"model": "base", "prompt": "Romeo", "max_tokens": 40, "temperature": 1.0}
+    alone = {seed: client.completions.create(**kwargs, seed=seed).choices[0].text for seed in range(4)}
+    together: dict[int, str] = {}
+
+    def one(seed: int) -> None:
+        together[seed] = client.completions.create(**kwargs, seed=seed).choices[0].text
+
+    threads = [threading.Thread(target=one, args=(seed,)) for seed in range(4)]  # 1 runs, 3 wait (the limit)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert together == alone and len(set(alone.values())) > 1
+
+
+def test_a_client_that_does_not_read_its_stream_holds_up_no_one(server):
+    host, port = server.removeprefix("http://").split(":")
+    body = json.dumps({"model": "base", "prompt": "To be", "max_tokens": MAX_TOKENS, "temperature": 0,
+                       "stream": True})  # fmt: skip
+    with socket.create_connection((host, int(port)), timeout=60) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        slow.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())  # fmt: skip
+        for i in range(3):  # others are answered while the slow client reads nothing
+            status, answer, _ = _post(
+                server + "/v1/completions", {"model": "base", "prompt": f"{i}", "max_tokens": 3}
+            )
+            assert status == 200 and answer["usage"]["completion_tokens"] >= 1
+        received = b""
+        while chunk := slow.recv(65536):  # and its stream is whole when it does read
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200") and b"data: [DONE]" in received
 
 
 # ------------------------------------------------------------------------------------------ load
@@ -242,7 +308,7 @@ def test_a_client_that_disconnects_has_its_generation_stopped(server):
         {"model": "base", "prompt": "To be", "max_tokens": MAX_TOKENS, "temperature": 1.0, "stream": True}
     )
     with socket.create_connection((host, int(port)), timeout=60) as s:
-        s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n{body}".encode())  # fmt: skip
         seen = b""
         while b"data: " not in seen:  # the first tokens came: hang up
@@ -338,6 +404,41 @@ def test_slots_admit_a_request_whenever_one_is_free_and_an_exclusive_one_is_not_
     assert asyncio.run(writer_waits_for_readers_then_goes_first()) == ["reader waits", "writer", "reader"]
 
 
+def test_a_client_that_leaves_while_queued_gives_up_its_place_at_once():
+    """One slot, busy; a second request waits; its client disconnects: the wait ends within a poll (not when
+    the slot frees), the request counts as cancelled, and the slot is still the first request's alone."""
+    import asyncio
+
+    from llmforge.serve.limits import ServerLimits
+    from llmforge.serve.models import ClientGone, ModelPool
+
+    release = threading.Event()
+
+    async def scenario() -> tuple[float, dict, bool]:
+        pool = ModelPool([], ServerLimits(parallel=1, max_waiting=4))
+        try:
+            first = await pool.start(lambda: release.wait(30), exclusive=False)
+            left_at = time.monotonic() + 0.3
+
+            async def gone() -> bool:
+                return time.monotonic() > left_at
+
+            started = time.monotonic()
+            with pytest.raises(ClientGone):
+                await pool.start(lambda: "never", exclusive=False, gone=gone)
+            waited = time.monotonic() - started
+            health = pool.health()
+            release.set()
+            return waited, health, await first
+        finally:
+            release.set()
+            pool.close()
+
+    waited, health, first_result = asyncio.run(scenario())
+    assert waited < 2 and health["waiting"] == 0 and health["active"] == 1 and health["cancelled"] == 1
+    assert first_result is True
+
+
 # ------------------------------------------------------------------------------------------ start-up and auth
 
 
@@ -382,8 +483,53 @@ def test_beyond_loopback_every_route_wants_the_key(models, tmp_path):
             openai.OpenAI(base_url=base + "/v1", api_key="wrong-key", max_retries=0).models.list()
         keyed = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
         assert keyed.completions.create(model="base", prompt="x", max_tokens=2).choices[0].text is not None
-        # a browser logs in once; the cookie then opens the pages
+        # a browser is sent to the key form, posts the key once (never in a URL); the cookie opens the pages
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        with opener.open(f"{base}/login?key={key}&next=/v1/models", timeout=10) as r:
+        with opener.open(
+            urllib.request.Request(base + "/review", headers={"Accept": "text/html"}), timeout=10
+        ) as r:
+            assert r.url.startswith(base + "/login?next=") and b'type="password"' in r.read()
+        with opener.open(base + "/static/style.css", timeout=10) as r:  # the form's style needs no key
+            assert r.status == 200
+        form = f"key={key}&next=/v1/models".encode()
+        with opener.open(base + "/login", data=form, timeout=10) as r:
             assert r.status == 200 and json.loads(r.read())["data"][0]["id"] == "base"
-        assert get_json(f"{base}/login?key=wrong-key")[0] == 401
+        assert _post(base + "/login", b"key=wrong-key&next=/")[0] == 401
+        assert get_json(f"{base}/login?key={key}")[1]["error"]["code"] == "key_in_url"
+        with opener.open(base + "/login", data=f"key={key}&next=//evil.example/".encode(), timeout=10) as r:
+            assert r.url == base + "/"  # only a path of this site
+
+
+def test_steer_applies_to_every_reply(models, client, tmp_path):
+    """`serve --steer`: a word the model says unsteered is never said by the steered server."""
+    kwargs = {"model": "base", "prompt": "To be, or not to be", "max_tokens": 30, "temperature": 0}
+    plain = client.completions.create(**kwargs).choices[0].text
+    words = [w for w in plain.split() if w.isalpha()]
+    word = max(set(words), key=words.count)  # the word it says most
+    steer = tmp_path / "steer.toml"
+    steer.write_text(f"banned_words = [{json.dumps(word)}]\n")
+    port = free_port()
+    args = ["serve", f"base={models['base']}", "--steer", str(steer), "--device", "cpu"]
+    with running(args, "127.0.0.1", port, tmp_path / "steer.log") as base:
+        steered = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        text = steered.completions.create(**kwargs).choices[0].text
+    assert word not in text.split() and text != plain
+
+
+def test_an_internal_error_tells_the_client_an_id_not_the_exception():
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from llmforge.serve.errors import install_handlers
+
+    app = FastAPI()
+    install_handlers(app)
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("/secret/path/to/checkpoint is corrupt")
+
+    response = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert response.status_code == 500
+    message = response.json()["error"]["message"]
+    assert "secret" not in message and "RuntimeError" not in message and "error " in message

@@ -76,10 +76,24 @@ def _load_models(specs: list[str], device: str, steering) -> list:
 def _run(app, host: str, port: int, what: str) -> None:
     import uvicorn
 
+    _log_requests(not state.quiet)
     shown = f"[{host}]" if ":" in host else host
     info(f"[bold]{what}[/] on http://{shown}:{port}  (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning" if state.quiet else "info",
                 access_log=not state.quiet, timeout_graceful_shutdown=5)  # fmt: skip
+
+
+def _log_requests(verbose: bool) -> None:
+    """The server's own log (one line per answered request, errors with their ids) on stderr beside
+    uvicorn's."""
+    import logging
+
+    log = logging.getLogger("llmforge.serve")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
 
 
 def serve(

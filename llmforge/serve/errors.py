@@ -1,10 +1,11 @@
 """Every failure as OpenAI's error body, `{"error": {"message", "type", "param", "code"}}`, with the right
-status; a bug is a 500 with its one-line reason (the traceback goes to the server's log, not the client)."""
+status; a bug is a 500 naming an error id (the traceback goes to the server's log under it, not to the client)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 log = logging.getLogger("llmforge.serve")
@@ -62,9 +63,18 @@ def install_handlers(app: Any) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(_request, e: Exception):
-        log.exception("request failed")
-        err = ApiError(500, f"internal error: {type(e).__name__}: {e}", kind="server_error")
+        err = internal_error("request failed")
         return JSONResponse(err.body(), status_code=500)
+
+
+def internal_error(what: str) -> ApiError:
+    """A 500 for the exception being handled: its traceback goes to the server's log under an id, the client
+    gets only that id (an exception's text can hold paths and data that are not the client's business)."""
+    ref = uuid.uuid4().hex[:12]
+    log.exception("%s [error %s]", what, ref)
+    return ApiError(
+        500, f"internal error ({what}); the server's log has it as error {ref}", kind="server_error"
+    )
 
 
 def sse(data: Any) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,8 @@ from typing import Any
 
 from llmforge.serve.errors import ApiError
 from llmforge.serve.limits import ServerLimits
+
+GONE_POLL_S = 0.25  # how often a waiting request checks that its client is still there
 
 
 @dataclass
@@ -41,9 +43,8 @@ class ServedModel:
             "object": "model",
             "created": self.created,
             "owned_by": "llmforge",
-            "llmforge": {
-                "path": str(loaded.path),
-                "base": str(loaded.base) if loaded.base else None,
+            "llmforge": {  # no filesystem paths: they are the operator's, printed when the server starts
+                "adapter": loaded.base is not None,
                 "chat_template": loaded.has_chat_template,
                 "context": loaded.context,
                 "device": str(loaded.device),
@@ -135,8 +136,12 @@ class ModelPool:
     def active(self) -> int:
         return self._slots.active if self._slots else 0
 
-    async def start(self, work: Callable[[], Any], *, exclusive: bool) -> asyncio.Future:
-        """Wait for a slot and run `work` in a worker thread; the slot is freed when `work` returns."""
+    async def start(
+        self, work: Callable[[], Any], *, exclusive: bool, gone: Callable[[], Awaitable[bool]] | None = None
+    ) -> asyncio.Future:
+        """Wait for a slot and run `work` in a worker thread; the slot is freed when `work` returns. `gone`
+        (the client has disconnected) is polled while the request waits: a client that left gives up its
+        place in the queue at once (ClientGone) instead of taking a slot for nobody."""
         if self._slots is None:
             self._slots = Slots(self.limits.parallel)
         if self.waiting >= self.limits.max_waiting and not self._slots.free(exclusive):
@@ -149,7 +154,7 @@ class ModelPool:
             )
         self.waiting += 1
         try:
-            await self._slots.acquire(exclusive)
+            await self._wait_for_slot(exclusive, gone)
         finally:
             self.waiting -= 1
         loop = asyncio.get_running_loop()
@@ -157,6 +162,31 @@ class ModelPool:
         future = loop.run_in_executor(self._executor, work)
         future.add_done_callback(lambda _: loop.create_task(slots.release()))
         return future
+
+    async def _wait_for_slot(self, exclusive: bool, gone: Callable[[], Awaitable[bool]] | None) -> None:
+        assert self._slots is not None
+        acquire = asyncio.ensure_future(self._slots.acquire(exclusive))
+        try:
+            while True:
+                await asyncio.wait({acquire}, timeout=GONE_POLL_S)
+                if acquire.done():
+                    acquire.result()
+                    return
+                if gone is not None and await gone():
+                    self.stats.cancelled += 1
+                    raise ClientGone
+        except BaseException:
+            await self._abandon(acquire)
+            raise
+
+    async def _abandon(self, acquire: asyncio.Future) -> None:
+        """Stop waiting; a slot granted in the meantime is handed back."""
+        acquire.cancel()
+        try:
+            await acquire
+        except asyncio.CancelledError:
+            return
+        await self._slots.release()
 
     def health(self) -> dict[str, Any]:
         return {
@@ -173,6 +203,10 @@ class ModelPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request waited for a slot."""
 
 
 class Cancel:

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmforge.console import UserError
-from llmforge.serve.errors import ApiError, log, sse
-from llmforge.serve.models import Cancel, ModelPool, ServedModel
+from llmforge.serve.errors import ApiError, internal_error, log, sse
+from llmforge.serve.models import Cancel, ClientGone, ModelPool, ServedModel
 from llmforge.serve.openai_schema import (
     ChatRequest,
     CompletionRequest,
@@ -113,9 +113,9 @@ class Running:
         self.future, self.queue, self.cancel = future, queue, cancel
 
 
-async def _start(pool: ModelPool, job: Job, stream: bool) -> Running:
+async def _start(pool: ModelPool, job: Job, stream: bool, request: Request) -> Running:
     """Take a generation slot and start the job. Called before any response is begun, so a full queue is a
-    503 with its JSON body for a streaming request too."""
+    503 with its JSON body for a streaming request too. A client that leaves while it waits loses its place."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     cancel = Cancel()
@@ -123,9 +123,12 @@ async def _start(pool: ModelPool, job: Job, stream: bool) -> Running:
     def on_text(i: int, delta: str) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (i, delta))
 
-    future = await pool.start(
-        _worker(pool, job, on_text if stream else None, cancel), exclusive=job.exclusive
-    )
+    work = _worker(pool, job, on_text if stream else None, cancel)
+    try:
+        future = await pool.start(work, exclusive=job.exclusive, gone=request.is_disconnected)
+    except ClientGone:
+        raise ApiError(499, "the client disconnected while its request waited", code="client_closed_request",
+                       kind="server_error") from None  # fmt: skip
     future.add_done_callback(lambda _: queue.put_nowait(_DONE))
     return Running(future, queue, cancel)
 
@@ -160,9 +163,8 @@ async def _stream(pool: ModelPool, running: Running) -> AsyncIterator[tuple[int,
         pool.stats.served += 1
         try:
             yield running.future.result()
-        except Exception as e:  # noqa: BLE001 - a failed generation ends the stream with an error event
-            log.exception("generation failed")
-            yield ApiError(500, f"generation failed: {type(e).__name__}: {e}", kind="server_error")
+        except Exception:  # noqa: BLE001 - a failed generation ends the stream with an error event
+            yield internal_error("generation failed")
     finally:
         _cancel(pool, running)
 
@@ -202,13 +204,15 @@ async def _respond(pool: ModelPool, req: Sampling, request: Request, chat: bool)
     rid, created = _ids("chatcmpl" if chat else "cmpl")
     head = {"id": rid, "created": created, "model": job.served.id}
     headers = clamped_header(job.clamped)
-    running = await _start(pool, job, stream=req.stream)
+    running = await _start(pool, job, stream=req.stream, request=request)
+    done = _request_log(rid, job, req.user)
     if req.stream:
-        events = _events(pool, job, running, head, _include_usage(req), chat)
+        events = _events(pool, job, running, head, _include_usage(req), chat, done)
         return StreamingResponse(
             events, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"}
         )
     gens = await _run(pool, running, request)
+    done(gens)
     if chat:
         choices = [{"index": i, "message": {"role": "assistant", "content": g.text},
                     "finish_reason": FINISH[g.finish_reason]} for i, g in enumerate(gens)]  # fmt: skip
@@ -218,6 +222,19 @@ async def _respond(pool: ModelPool, req: Sampling, request: Request, chat: bool)
     body = {**head, "object": "chat.completion" if chat else "text_completion", "choices": choices,
             "usage": _usage(gens, job.n)}  # fmt: skip
     return JSONResponse(body, headers=headers)
+
+
+def _request_log(rid: str, job: Job, user: str | None) -> Callable[[list[Any]], None]:
+    """What logs one answered request to the server's log: its id, model, OpenAI's `user` (the end user a
+    client names, so abuse can be traced to them), tokens and time."""
+    started = time.perf_counter()
+
+    def done(gens: list[Any]) -> None:
+        usage = _usage(gens, job.n)
+        log.info("%s model=%s user=%s tokens=%d+%d %.0f ms", rid, job.served.id, user or "-",
+                 usage["prompt_tokens"], usage["completion_tokens"], 1000 * (time.perf_counter() - started))  # fmt: skip
+
+    return done
 
 
 def _include_usage(req: Sampling) -> bool:
@@ -232,7 +249,13 @@ def _usage(gens: list[Any], n: int) -> dict[str, int]:
 
 
 async def _events(
-    pool: ModelPool, job: Job, running: Running, head: dict, usage: bool, chat: bool
+    pool: ModelPool,
+    job: Job,
+    running: Running,
+    head: dict,
+    usage: bool,
+    chat: bool,
+    done: Callable[[list[Any]], None],
 ) -> AsyncIterator[str]:
     """The server-sent events of a streamed job: OpenAI's chat chunks (each choice opens with its role) or
     text-completion chunks, a last chunk per choice with its finish reason, the usage if asked, [DONE]."""
@@ -256,6 +279,7 @@ async def _events(
             yield sse(item.body()) + DONE
             return
         if isinstance(item, list):
+            done(item)
             for i in range(len(job.prompts) if chat else 0):
                 if i not in opened:  # a choice that produced no text still opens with its role
                     yield chunk(i, opening=True)

@@ -3,9 +3,11 @@
 A field this server does not act on is refused (400, naming it) rather than ignored: `logprobs`, `echo`,
 `suffix`, `best_of`, `tools` and nonzero `presence_penalty` / `frequency_penalty` (use `repetition_penalty`, an
 extension, like `top_k`). Values in OpenAI's valid ranges are accepted and then clamped into the server's
-limits (temperature ≤ 2, top_k ≤ 1000, repetition_penalty ≤ 2, at most 8 stop strings of 64 characters);
-`max_tokens` above the server's limit is refused, not cut, since a client that asked for 4000 tokens and got
-512 would not know why its answer stopped.
+limits (temperature ≤ 2, top_k ≤ 1000, repetition_penalty ≤ 2). `max_tokens` above the server's limit is
+refused, not cut, since a client that asked for 4000 tokens and got 512 would not know why its answer stopped;
+so are more than 8 stop strings or one over 64 characters (a cut one would stop elsewhere). `top_p = 0` leaves
+only the most likely token: greedy. `user` goes to the server's log with the request; a message `name` is
+refused (the chat templates have no speaker names).
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ class Message(_Body):
     content: str | list[TextPart]
     name: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _no_names(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("not supported: the chat templates served here have no speaker names")
+        return value
+
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
@@ -58,7 +67,7 @@ class Sampling(_Body):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, allow_inf_nan=False)
-    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     top_k: int | None = Field(None, ge=0)
     repetition_penalty: float | None = Field(None, gt=0, allow_inf_nan=False)
     seed: int | None = Field(None, ge=0, lt=2**63)
@@ -108,12 +117,13 @@ def settings_for(
         asked = limits.default_max_tokens
         if context_room is not None:
             asked = max(1, min(asked, context_room))
-    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    stop = _stops(req.stop, limits)
     defaults = SamplingSettings()
+    temperature = defaults.temperature if req.temperature is None else req.temperature
     wanted = SamplingSettings(
         max_new_tokens=asked,
-        temperature=defaults.temperature if req.temperature is None else req.temperature,
-        top_p=defaults.top_p if req.top_p is None else req.top_p,
+        temperature=0.0 if req.top_p == 0 else temperature,  # only the most likely token is left: greedy
+        top_p=defaults.top_p if not req.top_p else req.top_p,
         top_k=defaults.top_k if req.top_k is None else req.top_k,
         repetition_penalty=defaults.repetition_penalty
         if req.repetition_penalty is None
@@ -125,6 +135,17 @@ def settings_for(
     before, after = asdict(wanted), asdict(used)
     clamped = {k: after[k] for k in after if after[k] != before[k]}
     return used, clamped
+
+
+def _stops(stop: str | list[str] | None, limits: ServerLimits) -> tuple[str, ...]:
+    """The stop strings, refused (not cut) beyond the server's limits: a cut stop string would stop elsewhere."""
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    most, chars = limits.sampling.max_stop, limits.sampling.max_stop_chars
+    if len(stops) > most:
+        raise ApiError(400, f"stop: at most {most} stop strings (got {len(stops)})", param="stop")
+    if any(len(s) > chars for s in stops):
+        raise ApiError(400, f"stop: a stop string may have at most {chars} characters", param="stop")
+    return stops
 
 
 def clamped_header(clamped: dict[str, Any]) -> dict[str, str]:

@@ -201,6 +201,11 @@ from llmforge.serve import cli as serve_cli  # noqa: E402
 app.command("serve")(serve_cli.serve)
 app.command("review")(serve_cli.review)
 
+from llmforge.sweep import cli as sweep_cli  # noqa: E402
+
+app.command("sweep")(sweep_cli.sweep)
+app.command("ablate")(sweep_cli.ablate)
+
 
 def root_options_first(command: typer.core.TyperGroup, argv: list[str]) -> list[str]:
     """Move the root's flags (--quiet, -q, --debug) that follow the subcommand to the front, so

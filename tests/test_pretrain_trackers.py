@@ -78,11 +78,36 @@ def test_missing_tracker_package_is_a_user_error(tmp_path, monkeypatch):
         module.preflight(recipe, tokens, resume=False, world_size=1, cuda=False)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
-def test_cli_without_wandb_exits_2_and_writes_nothing(tmp_path, cli):
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="mlflow is installed here")
+def test_cli_without_the_tracker_package_exits_2_and_writes_nothing(tmp_path, cli):
     tokens = markov_tokens(tmp_path / "tokens")
-    recipe = write_recipe(tmp_path / "r.toml", tmp_path, train={"report_to": "wandb"})
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, train={"report_to": ["tensorboard", "mlflow"]})
     r = cli("pretrain", str(recipe), "--tokens", str(tokens))
     assert r.returncode == 2, r.stderr
-    assert "pip install wandb" in r.stderr and "Traceback" not in r.stderr
+    assert "pip install mlflow" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_wandb_offline_run_holds_the_metrics_tags_and_group(tmp_path, monkeypatch):
+    """W&B offline (no network) beside TensorBoard: the run's transaction log holds every metrics.jsonl loss
+    at its step, the tags and the group (what a sweep sets: its id and the trial's)."""
+    pytest.importorskip("wandb")
+    from wandb_log import read_run
+
+    from llmforge.pretrain.run import run_pretraining
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    tokens = markov_tokens(tmp_path / "tokens")
+    train = {"max_steps": 6, "log_every": 2, "eval_every": 3, "report_to": ["tensorboard", "wandb"],
+             "tracker_tags": ["sweep-lr", "trial-3"], "tracker_group": "sweep-lr"}  # fmt: skip
+    run_pretraining(load_recipe(write_recipe(tmp_path / "r.toml", tmp_path, train=train)), tokens)
+
+    (log,) = (tmp_path / "t" / "trackers" / "wandb").glob("offline-run-*/run-*.wandb")
+    run = read_run(log)
+    assert run["tags"] == ["sweep-lr", "trial-3"] and run["group"] == "sweep-lr" and run["name"] == "t"
+    rows = [json.loads(line) for line in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    logged = {h["_step"]: h["loss"] for h in run["history"]}
+    assert logged == pytest.approx({r["step"]: r["loss"] for r in rows})
+    assert [h["_step"] for h in run["history"] if "val_loss" in h] == [3, 6]
+    assert list((tmp_path / "t" / "trackers" / "t").glob("events.out.tfevents.*"))  # TensorBoard too

@@ -228,13 +228,24 @@ class TrainConfig(_FiniteTable):
     checkpoint_minutes: float | None = Field(None, gt=0)
     keep_last: int = Field(2, ge=1)
     keep_every: int | None = Field(None, ge=0)  # 0 or left out: no checkpoints kept besides keep_last
-    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    report_to: (
+        Literal["none", "tensorboard", "wandb", "mlflow"] | list[Literal["tensorboard", "wandb", "mlflow"]]
+    ) = "none"
+    tracker_tags: list[str] = Field(default_factory=list)  # W&B tags / MLflow tags (a sweep adds its ids)
+    tracker_group: str | None = Field(None, min_length=1)  # W&B group: the runs of one sweep or ablation
     peak_flops: float | None = Field(None, gt=0)
     tokens: RecipePath | None = Field(
         None, min_length=1
     )  # tokens artifact; default <run dir>/tokens (--tokens wins)
     spike: SpikeGuardConfig = Field(default_factory=SpikeGuardConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The Accelerate trackers `report_to` names ("none" or [] = none)."""
+        if isinstance(self.report_to, str):
+            return () if self.report_to == "none" else (self.report_to,)
+        return tuple(dict.fromkeys(self.report_to))
 
     @model_validator(mode="after")
     def _batch_fits(self) -> TrainConfig:

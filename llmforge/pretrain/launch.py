@@ -173,8 +173,8 @@ def make_accelerator(train: TrainConfig, run_dir: Path) -> Any:
     if train.distributed.strategy == "fsdp":  # FSDP's own mixed-precision policy casts (parallel.py)
         precision = "no"
     kwargs: dict[str, Any] = {}
-    if train.report_to != "none":
-        kwargs.update(log_with=train.report_to, project_dir=str(run_dir / "trackers"))
+    if train.trackers:
+        kwargs.update(log_with=list(train.trackers), project_dir=str(run_dir / "trackers"))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision, **kwargs)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world:

@@ -52,7 +52,7 @@ class Logbook:
 
     def __post_init__(self) -> None:
         train = self.recipe.table("train")
-        self.report_to = train.report_to
+        self.trackers = train.trackers
         self.peak: Peak = device_peak(train.precision, train.peak_flops)
         self.main = self.accelerator.is_main_process
         self.metrics = None
@@ -70,20 +70,34 @@ class Logbook:
     def start_trackers(self) -> None:
         """Accelerate's trackers, given the `[model]` and `[train]` tables. A resumed run hides what
         TensorBoard logged after its checkpoint (as metrics.jsonl drops those lines)."""
-        if not self.main or self.report_to == "none":
+        if not self.main or not self.trackers:
             return
         tables = self.recipe.to_dict()
-        init_kwargs = {}
-        if self.resume_step is not None:
-            init_kwargs["tensorboard"] = {"purge_step": self.resume_step + 1}
         self.accelerator.init_trackers(
             self.recipe.run.name,
             config=tracker_config({k: tables[k] for k in ("model", "train")}),
-            init_kwargs=init_kwargs,
+            init_kwargs=self._tracker_kwargs(),
         )
 
+    def _tracker_kwargs(self) -> dict[str, dict[str, Any]]:
+        """Per tracker: TensorBoard hides steps after a resumed checkpoint; W&B gets the tags and group (a
+        sweep's and trial's ids), keeps its files in the run's trackers/ folder and names the run; MLflow
+        gets the tags."""
+        train = self.recipe.table("train")
+        kwargs: dict[str, dict[str, Any]] = {}
+        if self.resume_step is not None:
+            kwargs["tensorboard"] = {"purge_step": self.resume_step + 1}
+        wandb = {"dir": str(self.recipe.run_dir / "trackers"), "name": self.recipe.run.name}
+        if train.tracker_tags:
+            wandb["tags"] = list(train.tracker_tags)
+            kwargs["mlflow"] = {"tags": {t: "1" for t in train.tracker_tags}}
+        if train.tracker_group:
+            wandb["group"] = train.tracker_group
+        kwargs["wandb"] = wandb
+        return {k: v for k, v in kwargs.items() if k in self.trackers}
+
     def end_trackers(self) -> None:
-        if self.report_to != "none":
+        if self.trackers:
             self.accelerator.end_training()
 
     def step(self, step: int, values: dict[str, Any]) -> None:
@@ -99,7 +113,7 @@ class Logbook:
         }
         if self.metrics:
             self.metrics.write(record)
-        if self.report_to != "none":
+        if self.trackers:
             numbers = {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
             self.accelerator.log(numbers, step=step)
 

@@ -241,11 +241,12 @@ def _check_device(train: Any, cuda: bool) -> None:
         raise UserError(
             "train.distributed.strategy = 'fsdp' with fp16 has no loss scaler here; use 'bf16-mixed'"
         )
-    if train.report_to != "none" and importlib.util.find_spec(train.report_to) is None:
-        raise UserError(
-            f"train.report_to = {train.report_to!r}: the {train.report_to} package is not installed; "
-            f"`pip install {train.report_to}` or set train.report_to = 'none'"
-        )
+    for tracker in train.trackers:
+        if importlib.util.find_spec(tracker) is None:
+            raise UserError(
+                f"train.report_to = {train.report_to!r}: the {tracker} package is not installed; "
+                f"`pip install {tracker}` or leave {tracker} out of train.report_to"
+            )
 
 
 def _tokenizer_dir(index: dict[str, Any], tokens: Path) -> Path | None:

@@ -335,3 +335,22 @@ def test_reclaim_requeues_a_trial_whose_process_is_gone(tmp_path):
     assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
     assert trials[2].params == trials[0].params and trials[2].system_attrs["retry_history"] == [0]
     assert reclaim_orphans(study) == []  # already queued: not twice
+
+
+def test_a_resumed_sweep_draws_new_settings_not_the_first_ones_again(tmp_path):
+    """A second process on the same study must not replay the first process's seeded draws."""
+    from llmforge.sweep.study import open_storage, open_study
+
+    spec = read_space(
+        _space(tmp_path, 'sampler = "random"\n[space]\n"train.lr" = { type = "float", low = 0, high = 1 }\n')
+    )
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    first = open_study(open_storage(url), "s", spec)
+    drawn = []
+    for _ in range(2):
+        t = first.ask()
+        drawn.append(t.suggest_float("train.lr", 0, 1))
+        first.tell(t, 1.0)
+    again = open_study(open_storage(url), "s", spec)  # as a resumed sweep opens it
+    t = again.ask()
+    assert t.suggest_float("train.lr", 0, 1) not in drawn

@@ -52,13 +52,16 @@ def open_storage(url: str) -> RDBStorage:
         raise UserError(f"--storage {url}: cannot open the study database ({reason})") from None
 
 
-def sampler_for(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    if spec.sampler == "grid":
+def sampler_for(spec: SweepSpec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler, seeded by the sweep's seed and the trials the study already has: a resumed (or second)
+    process draws on from there instead of replaying the first process's draws, which would repeat its trials."""
+    if spec.sampler == "grid":  # exhaustive; it skips visited points itself and a new seed would reorder them
         return optuna.samplers.GridSampler(spec.grid(), seed=spec.seed)
+    seed = spec.seed + 1_000_003 * trials_so_far
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     startup = max(2, min(10, spec.trials // 3))  # random trials before TPE models the space
-    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
 def pruner_for(spec: SweepSpec) -> optuna.pruners.BasePruner:
@@ -85,6 +88,9 @@ def open_study(storage: RDBStorage, name: str, spec: SweepSpec) -> optuna.Study:
     if study.direction.name.lower() != spec.direction:
         raise UserError(f"study {name!r} in the storage {study.direction.name.lower()}s; this sweep file asks to "
                         f"{spec.direction} (use another --study name)")  # fmt: skip
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:
+        study.sampler = sampler_for(spec, existing)
     space = {p.key: p.to_dict() for p in spec.params}
     stored = study.user_attrs.get("space")
     if stored is None:

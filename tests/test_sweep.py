@@ -174,6 +174,37 @@ def test_a_killed_sweep_resumes_without_repeating_a_trial(tmp_path, tokens, cli)
     assert [t["state"] for t in trials] == ["complete", "failed", "complete", "complete"]
 
 
+def test_two_workers_share_one_study_and_its_budget(tmp_path, tokens):
+    """Two sweep processes started at once on one SQLite study: 4 trials in all, none drawn twice, each in
+    its own run directory, both workers used, and the study ends at its budget (not 4 each)."""
+    recipe = _recipe(tmp_path, tokens, max_steps=20, eval_every=10, checkpoint_every=20)
+    space = _space(
+        tmp_path,
+        'sampler = "random"\npruner = "none"\ntrials = 4\n[space]\n"train.lr" = { type = "log-float", low = 1e-4, high = 3e-2 }\n',
+    )
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "llmforge", "sweep", str(recipe), "--space", str(space), "--out", str(out),
+            "--storage", f"sqlite:///{tmp_path / 'shared.db'}", "--study", "shared"]  # fmt: skip
+    workers = [
+        subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(tmp_path / f"w{i}.log").open("w"))
+        for i in range(2)
+    ]
+    for i, w in enumerate(workers):
+        assert w.wait(timeout=600) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path / 'shared.db'}")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert 4 <= len(complete) <= 5  # a worker may start one more trial while the other finishes the 4th
+    lrs = [t.params["train.lr"] for t in complete]
+    assert len(set(lrs)) == len(lrs)
+    assert len({t.user_attrs["run_dir"] for t in complete}) == len(complete)
+    assert len({t.user_attrs["owner"]["pid"] for t in complete}) == 2
+    for t in complete:
+        run = json.loads((Path(t.user_attrs["run_dir"]) / "result.json").read_text())
+        assert t.value == run["final_val_loss"]
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 
@@ -337,20 +368,30 @@ def test_reclaim_requeues_a_trial_whose_process_is_gone(tmp_path):
     assert reclaim_orphans(study) == []  # already queued: not twice
 
 
-def test_a_resumed_sweep_draws_new_settings_not_the_first_ones_again(tmp_path):
-    """A second process on the same study must not replay the first process's seeded draws."""
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_second_worker_or_a_resumed_sweep_draws_new_settings(tmp_path, sampler):
+    """Processes on one study must not replay each other's seeded draws; the same study again draws the same."""
     from llmforge.sweep.study import open_storage, open_study
 
     spec = read_space(
-        _space(tmp_path, 'sampler = "random"\n[space]\n"train.lr" = { type = "float", low = 0, high = 1 }\n')
+        _space(
+            tmp_path,
+            f'sampler = "{sampler}"\n[space]\n"train.lr" = {{ type = "float", low = 0, high = 1 }}\n',
+        )
     )
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    first = open_study(open_storage(url), "s", spec)
-    drawn = []
-    for _ in range(2):
-        t = first.ask()
-        drawn.append(t.suggest_float("train.lr", 0, 1))
-        first.tell(t, 1.0)
-    again = open_study(open_storage(url), "s", spec)  # as a resumed sweep opens it
-    t = again.ask()
-    assert t.suggest_float("train.lr", 0, 1) not in drawn
+
+    def draws(name: str) -> list[float]:
+        url = f"sqlite:///{tmp_path / name}"
+        first, second = open_study(open_storage(url), "s", spec), open_study(open_storage(url), "s", spec)
+        drawn = []
+        for study in (first, second, first, second):  # two workers, opened at once, taking turns
+            t = study.ask()
+            drawn.append(t.suggest_float("train.lr", 0, 1))
+            study.tell(t, drawn[-1])
+        again = open_study(open_storage(url), "s", spec)  # as a rerun (resume) opens it
+        t = again.ask()
+        return drawn + [t.suggest_float("train.lr", 0, 1)]
+
+    drawn = draws("a.db")
+    assert len(set(drawn)) == len(drawn)
+    assert draws("b.db") == drawn  # seeded: a sweep reproduces

@@ -118,7 +118,9 @@ def run_stage(
             _stop(child)
             _wait(child)
             raise
-    for step, value in curve.poll():  # the points written just before it ended
+    # the points written just before it ended
+    last = curve.poll_finished(stage.finished_metrics_file(run_dir))
+    for step, value in last:
         if on_point is not None and not stopped:
             on_point(step, value)
     seconds = time.monotonic() - started

@@ -30,9 +30,18 @@ class Stage:
         return ["finetune", "sft", str(recipe), "--json"]
 
     def metrics_file(self, run_dir: Path) -> Path:
+        """Where the running stage appends its metrics lines."""
         if self.name == "pretrain":
             return run_dir / "metrics.jsonl"
         return run_dir / "finetune" / "trainer" / "metrics.jsonl"
+
+    def finished_metrics_file(self, run_dir: Path) -> Path:
+        """Where they are once the stage has ended (finetune moves them into its report and removes trainer/)."""
+        return (
+            self.metrics_file(run_dir)
+            if self.name == "pretrain"
+            else self.report_dir(run_dir) / "metrics.jsonl"
+        )
 
     def report_dir(self, run_dir: Path) -> Path:
         return (
@@ -86,6 +95,17 @@ class Curve:
                     self.points[row["step"]] = float(value)
                     new.append((row["step"], float(value)))
         return sorted(new)
+
+    def poll_finished(self, finished: Path) -> list[tuple[int, float]]:
+        """The points that appeared since the last poll, once the run has ended and its lines may have moved to
+        `finished`: the last poll of the live file, then the points of `finished` not seen yet."""
+        new = dict(self.poll())
+        if finished != self.path:
+            for step, value in Curve(finished, self.key).poll():
+                if self.points.get(step) != value or step in new:
+                    self.points[step] = value
+                    new[step] = value
+        return sorted(new.items())
 
 
 def final_value(stage: Stage, results: dict[str, Any]) -> float | None:

@@ -15,13 +15,14 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from llmforge.console import UserError
 from llmforge.sweep.runner import RunOutcome, finished, run_recipe, run_stage, write_run_recipe
@@ -37,31 +38,79 @@ class TrialFailed(Exception):
     """The stage run of a trial failed (its reason is the trial's `failure` attribute)."""
 
 
-def open_storage(url: str) -> RDBStorage:
-    """The study's database; UserError (exit 2) when it cannot be opened, before any trial runs."""
+def open_storage(url: str, attempts: int = 5) -> RDBStorage:
+    """The study's database; UserError (exit 2) when it cannot be opened, before any trial runs. Workers that
+    start at once race to create the schema: the loser of that race tries again. SQLite writers wait for the
+    lock (up to a minute) instead of failing."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True),
-        )
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds for a bad URL
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"--storage {url}: cannot open the study database ({reason})") from None
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    inherit_intermediate_values=True
+                ),
+            )
+        except (IntegrityError, OperationalError) as e:
+            if attempt == attempts - 1 or not _creation_race(e):
+                _cannot_open(url, e)
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds for a bad URL
+            _cannot_open(url, e)
+    raise AssertionError("unreachable")
 
 
-def sampler_for(spec: SweepSpec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler, seeded by the sweep's seed and the trials the study already has: a resumed (or second)
-    process draws on from there instead of replaying the first process's draws, which would repeat its trials."""
-    if spec.sampler == "grid":  # exhaustive; it skips visited points itself and a new seed would reorder them
+def _creation_race(e: Exception) -> bool:
+    text = str(e)
+    return "UNIQUE constraint" in text or "already exists" in text or "database is locked" in text
+
+
+def _cannot_open(url: str, e: Exception) -> None:
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise UserError(f"--storage {url}: cannot open the study database ({reason})") from None
+
+
+class SeededPerTrial(optuna.samplers.BaseSampler):
+    """Reseeds a random or TPE sampler at each trial from (sweep seed, trial number): a sweep reproduces, and
+    a resumed sweep or a second worker on the same study draws new settings instead of replaying the first
+    process's seeded draws (trial numbers are unique in a study)."""
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int):
+        self._make, self._seed = make, seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner = self._make(self._seed + 1_000_003 * trial.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):  # optuna's signatures, delegated
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._inner.after_trial(study, trial, state, values)
+
+
+def sampler_for(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "grid":  # exhaustive: it skips the points already visited by any worker
         return optuna.samplers.GridSampler(spec.grid(), seed=spec.seed)
-    seed = spec.seed + 1_000_003 * trials_so_far
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return SeededPerTrial(lambda seed: optuna.samplers.RandomSampler(seed=seed), spec.seed)
     startup = max(2, min(10, spec.trials // 3))  # random trials before TPE models the space
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    return SeededPerTrial(
+        lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), spec.seed
+    )
 
 
 def pruner_for(spec: SweepSpec) -> optuna.pruners.BasePruner:
@@ -88,9 +137,6 @@ def open_study(storage: RDBStorage, name: str, spec: SweepSpec) -> optuna.Study:
     if study.direction.name.lower() != spec.direction:
         raise UserError(f"study {name!r} in the storage {study.direction.name.lower()}s; this sweep file asks to "
                         f"{spec.direction} (use another --study name)")  # fmt: skip
-    existing = len(study.get_trials(deepcopy=False))
-    if existing:
-        study.sampler = sampler_for(spec, existing)
     space = {p.key: p.to_dict() for p in spec.params}
     stored = study.user_attrs.get("space")
     if stored is None:

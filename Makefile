@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install "$(TORCH_SPEC)"
 	# pin the torch just installed so no later resolver step swaps in another build
 	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/constraints.txt
-	$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[dev]"
+	$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[dev,ray]"
 	touch $@
 
 test: install

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 from pathlib import Path
 
 import pytest
+from scaleout_build import planted_corpus
 
 from llmforge.artifacts.dataset import iter_documents
 from llmforge.console import UserError
@@ -19,20 +19,6 @@ from llmforge.data.config import DataConfig
 def build(table: dict, run_dir: Path) -> tuple[dict, dict[str, str]]:
     report = build_dataset(DataConfig.model_validate(table), run_dir, seed=0)
     return report, {d["id"]: d["text"] for d in iter_documents(run_dir / "dataset")}
-
-
-def planted_corpus(path: Path) -> Path:
-    """Three files of 45 distinct documents plus 5 exact and 5 near copies (one word changed) in other files."""
-    rng = random.Random(0)
-    vocab = [f"{a}{b}{c}" for a in "bcdfg" for b in "aeiou" for c in "klmnprst"]
-    distinct = [" ".join(rng.choices(vocab, k=150)) for _ in range(45)]
-    near = [t.replace(t.split()[3], "changed", 1) for t in distinct[:5]]
-    texts = distinct + distinct[10:15] + near
-    path.mkdir(parents=True)
-    for f in range(3):
-        rows = texts[f::3]
-        (path / f"{f}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
-    return path
 
 
 def test_two_workers_build_the_same_dataset_as_one(tmp_path, monkeypatch):

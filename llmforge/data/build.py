@@ -46,7 +46,11 @@ def _fingerprint(cfg: DataConfig, seed: int) -> str:
     """What decides the work dir's contents: everything but how many processes run it."""
     table = cfg.model_dump(
         mode="json",
-        exclude={"workers", "executor", "slurm_partition", "slurm_time", "slurm_max_parallel", "slurm_wait"},
+        exclude={
+            "workers",
+            "executor",
+            *(k for k in DataConfig.model_fields if k.startswith(("slurm_", "ray_"))),
+        },
     )
     table["tasks"] = cfg.tasks or cfg.workers
     return hashlib.sha256(json.dumps([table, seed], sort_keys=True).encode()).hexdigest()

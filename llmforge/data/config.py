@@ -155,6 +155,11 @@ class DataConfig(Table):
     slurm_wait: bool = Field(
         False, description="Wait for the submitted jobs and assemble the dataset in the same command."
     )
+    ray_address: str | None = Field(
+        None,
+        description='Ray cluster to run on: "host:port" of a head (`ray start --head`), "auto", or '
+        '"ray://host:10001"; unset: $RAY_ADDRESS, else a Ray instance started for this build.',
+    )
     on_bad_record: Literal["fail", "skip"] = "fail"
 
     @field_validator("sources", mode="before")
@@ -167,12 +172,13 @@ class DataConfig(Table):
         return value
 
     @model_validator(mode="after")
-    def _slurm_keys_need_slurm(self) -> DataConfig:
-        given = sorted(k for k in self.model_fields_set if k.startswith("slurm_"))
-        if given and self.executor != "slurm":
-            raise ValueError(
-                f'data.{given[0]}: applies only with data.executor = "slurm" (not "{self.executor}")'
-            )
+    def _executor_keys_need_their_executor(self) -> DataConfig:
+        for executor in ("slurm", "ray"):
+            given = sorted(k for k in self.model_fields_set if k.startswith(f"{executor}_"))
+            if given and self.executor != executor:
+                raise ValueError(
+                    f'data.{given[0]}: applies only with data.executor = "{executor}" (not "{self.executor}")'
+                )
         return self
 
 

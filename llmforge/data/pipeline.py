@@ -14,6 +14,7 @@ import os
 # datatrove's dedup stages draw tqdm bars of their own; tqdm reads this when it is first imported.
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -346,6 +347,8 @@ def _run_slurm(stages: list[Stage], cfg: DataConfig, poll_s: float = 30.0) -> No
             job_name=f"llmforge-{stage.logs.name}",
             depends=previous,
             workers=cfg.slurm_max_parallel or -1,  # the array limit %N; -1: no limit
+            # the job runs datatrove's `launch_pickled_pipeline` script, found beside this Python
+            env_command=f'export PATH="{Path(sys.executable).parent}:$PATH"',
         )
         executors.append(previous)
     previous.run()  # submits the stages that are not done, each after the one before
@@ -360,20 +363,24 @@ def _run_slurm(stages: list[Stage], cfg: DataConfig, poll_s: float = 30.0) -> No
 
 
 def _wait_for_slurm(stages: list[Stage], job_ids: list[str], poll_s: float) -> None:
+    """Poll the completion markers and `squeue`: after 1 s, then each wait 1.5× longer, up to `poll_s`."""
+    delay = 1.0
     with progress() as bar:
         task = bar.add_task("slurm: stages done", total=len(stages), rate="")
         while True:
+            pending = slurm_jobs_pending(job_ids)  # asked first: a task's marker is written before its job ends
             done = sum(stage_done(s) for s in stages)
             bar.update(task, completed=done)
             if done == len(stages):
                 return
-            if not slurm_jobs_pending(job_ids):
+            if not pending:
                 missing = [s for s in stages if not stage_done(s)]
                 raise RuntimeError(
                     f"Slurm jobs {', '.join(job_ids)} ended but {missing[0].name} has unfinished tasks "
                     f"(logs: {missing[0].logs}/logs); run the same command again to resubmit them"
                 )
-            time.sleep(poll_s)
+            time.sleep(delay)
+            delay = min(delay * 1.5, poll_s)
 
 
 def slurm_jobs_pending(job_ids: list[str]) -> bool:
@@ -394,13 +401,54 @@ class SlurmSubmitted(Exception):
 
 
 def _run_ray(stages: list[Stage], cfg: DataConfig) -> None:
+    """Each stage on the Ray cluster in turn, `data.workers` tasks at a time, with the local executor's
+    progress bar (it counts datatrove's completion markers, which Ray workers write to the shared run
+    directory). datatrove only warns when tasks fail, so a stage left unfinished is an error here."""
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
-        raise UserError('data.executor = "ray" needs the `ray` package (pip install ray)') from None
+        raise UserError(
+            'data.executor = "ray" needs the `ray` package (pip install "llmforge[ray]")'
+        ) from None
     from datatrove.executor import RayPipelineExecutor
 
+    _connect_ray(ray, cfg.ray_address)
     for stage in stages:
-        RayPipelineExecutor(
+        executor = RayPipelineExecutor(
             stage.pipeline, tasks=stage.tasks, workers=cfg.workers, logging_dir=str(stage.logs)
-        ).run()
+        )
+        _run_with_progress(executor, stage)
+        if not stage_done(stage):
+            raise RuntimeError(
+                f"{stage.name}: Ray tasks failed (logs: {stage.logs}/logs); run the same command again to "
+                "re-run only the unfinished tasks"
+            )
+
+
+def _connect_ray(ray, address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    where = f"data.ray_address = {address!r}" if address else "a local Ray instance"
+    fix = "start a head there with `ray start --head`, or fix data.ray_address / $RAY_ADDRESS"
+    problem = _unreachable(address) if address else None
+    if problem:  # ray.init would retry a dead address for minutes
+        raise UserError(f"{where}: no Ray head answers ({problem}); {fix}")
+    try:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False, configure_logging=False)
+    except (ConnectionError, ValueError) as e:
+        raise UserError(f"{where}: cannot connect to Ray ({e}); {fix}") from None
+
+
+def _unreachable(address: str) -> str | None:
+    """Why a "host:port" head address takes no TCP connection (None: it does, or it is "auto"/"ray://")."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None

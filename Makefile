@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # torch: the CPU build (a wheel on this disk) when there is no NVIDIA GPU, the ordinary CUDA build otherwise.
 TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.11' || echo 'torch==2.13.0')
 
-.PHONY: install test test-fast demo bench lint clean serve review
+.PHONY: install test test-fast demo bench bench-quick lint clean serve review
 
 install: $(VENV)/.installed
 
@@ -97,6 +97,10 @@ review: install
 
 bench: install
 	$(PY) -m benchmarks.run
+
+# every benchmark with fewer steps and rounds (< 5 min on 2 cores): results in benchmarks/results/quick/
+bench-quick: install
+	BENCH_QUICK=1 $(PY) -m benchmarks.run
 
 lint: install
 	$(VENV)/bin/ruff check llmforge tests benchmarks

@@ -10,6 +10,7 @@ a shared 2-core machine. Tokens are encoder input tokens (seq_len per sequence) 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-STEPS = 12
-ROUNDS = 3
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")  # a smoke run, not a measurement
+STEPS = 4 if QUICK else 12
+ROUNDS = 1 if QUICK else 3
 VOCAB = 4096
 SEQ = 256
 BATCH_TOKENS = 8192

@@ -186,6 +186,10 @@ for _name, _stage in (
 ):
     app.add_typer(_stage, name=_name)
 
+from llmforge.pretrain import cli as pretrain_cli  # noqa: E402
+
+app.command("export")(pretrain_cli.export)
+
 from llmforge.generation import cli as generation_cli  # noqa: E402
 
 app.command("generate")(generation_cli.generate)

@@ -490,6 +490,10 @@ CASES = [
     Case("docstring pairs unwritable out", ["finetune", "make-docstring-pairs", "--dataset", "{dataset}", "--out", "{tmp}/afile/ins"], 2, "{tmp}/afile is a file, not a directory", file_in_the_way),
     Case("docstring pairs zero max chars", ["finetune", "make-docstring-pairs", "--dataset", "{dataset}", "--out", "{tmp}/ins", "--max-chars", "0"], 2, "--max-chars"),
     # --- finetune (add cases above this line) ---
+    Case("export: not a checkpoint", ["export", "{tmp}", "--out", "{tmp}/hf"], 2, "{tmp}: not an llmforge checkpoint"),
+    Case("export: --out exists", ["export", "{checkpoint}", "--out", "{tmp}"], 2, "--out {tmp}: already exists"),
+    Case("export: cut weights", ["export", "{edited}", "--out", "{tmp}/hf"], 2, "damaged checkpoint (model.safetensors:", truncated_weights),
+    Case("generate on shards only", ["generate", "{tmp}/s", "--prompt", "x"], 2, "{tmp}/s: an FSDP checkpoint that holds shards only; write its weights with `llmforge export", written_files(**{"s__config.json": b'{"model_type": "llama"}', "s__tokenizer.json": b"{}", "s__trainer_state__shards__.metadata": b"0"})),
     Case("generate missing checkpoint", ["generate", "{missing}", "--prompt", "x"], 2, "{missing}: no such model directory"),
     Case("generate on a masked LM", ["generate", "{tmp}/bert", "--prompt", "x"], 2, "{tmp}/bert: generation needs a causal LM (decoder-only), but config.json describes an encoder-only model (bert)", written_files(**{"bert__config.json": b'{"model_type": "bert"}', "bert__model.safetensors": b"0", "bert__tokenizer.json": b"{}"})),
     Case("generate on an encoder-decoder", ["generate", "{tmp}/t5", "--prompt", "x"], 2, "{tmp}/t5: generation needs a causal LM (decoder-only), but config.json describes an encoder-decoder (t5)", written_files(**{"t5__config.json": b'{"model_type": "t5", "is_encoder_decoder": true}'})),

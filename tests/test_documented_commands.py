@@ -42,7 +42,7 @@ REDIRECTIONS = {">", ">>", "<", "2>", "2>>", "&>"}
 SHELL_KEYWORDS = {"do", "then", "else"}
 # Values a documented shell variable stands for when the command is checked.
 VARIABLES = {"$r": "recipes/tiny.toml", "$c": "runs/tiny/checkpoints/step-000200"}
-# Command paths cheap enough to run (no training, no evaluation, no torch); everything else is parsed only.
+# Command paths cheap enough to run (no training, no evaluation); everything else is parsed only.
 RUN_PREFIXES = (
     ("plan",),
     ("recipe",),
@@ -52,6 +52,7 @@ RUN_PREFIXES = (
     ("card",),
     ("report",),
     ("bias", "probes"),
+    ("export",),  # a tiny checkpoint: seconds
 )
 
 

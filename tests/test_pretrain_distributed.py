@@ -143,6 +143,40 @@ def test_fsdp_shards_resume_on_one_process_as_the_two_process_run_continues(sing
         for step in range(11, 21):
             assert resumed[step] == pytest.approx(two[step], rel=TOLERANCE), (name, step)
 
+    # `llmforge export` reads the weights out of the shards in one process: at step 20 (an export point,
+    # shards and the gathered weights side by side) it writes exactly the gathered weights; the step-10
+    # checkpoint, shards only, becomes a model dir the other stages load.
+    step20 = root / "fsdp2" / "checkpoints" / "step-000020"
+    for step_path in (step20, step10):
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "llmforge",
+                "export",
+                str(step_path),
+                "--out",
+                str(root / f"hf-{step_path.name}"),
+            ]
+            + ["--json"],
+            cwd=REPO,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["from"] == "shards"
+    from transformers import AutoModelForCausalLM
+
+    exported = AutoModelForCausalLM.from_pretrained(root / "hf-step-000020").state_dict()
+    gathered = AutoModelForCausalLM.from_pretrained(step20).state_dict()
+    assert exported.keys() == gathered.keys()
+    assert all(exported[k].equal(gathered[k]) for k in gathered)  # bit for bit
+    earlier = AutoModelForCausalLM.from_pretrained(root / "hf-step-000010").state_dict()
+    assert earlier.keys() == gathered.keys()
+    assert not any(earlier[k].equal(gathered[k]) for k in gathered if "norm" not in k)  # 10 steps before
+
     # A lost or cut shard makes the checkpoint damaged (resume falls back), not a traceback.
     from llmforge.pretrain.preflight import checkpoint_problem
 
@@ -249,3 +283,91 @@ def test_two_process_masked_lm_matches_one_process(tmp_path):
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=TOLERANCE), step
     assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=TOLERANCE)
+
+
+def torchrun_node(recipe: Path, tokens: Path, port: int, node: int, *sets: str) -> subprocess.Popen:
+    """One of two "nodes" of a c10d rendezvous on 127.0.0.1: torchrun --nnodes 2 --nproc_per_node 1."""
+    overrides = [arg for s in sets for arg in ("--set", s)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1"]
+    command += [
+        "--rdzv_backend",
+        "c10d",
+        "--rdzv_endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv_id",
+        "llmforge-test",
+    ]
+    command += ["--rdzv_conf", f"is_host={'true' if node == 0 else 'false'}", "--local_addr", "127.0.0.1"]
+    command += [
+        "-m",
+        "llmforge",
+        "--quiet",
+        "pretrain",
+        str(recipe),
+        "--tokens",
+        str(tokens),
+        "--json",
+        *overrides,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**ENV, "GLOO_SOCKET_IFNAME": "lo"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def run_nodes(nodes: list[subprocess.Popen], timeout: float = 600) -> list[tuple[int, str, str]]:
+    try:
+        streams = [p.communicate(timeout=timeout) for p in nodes]
+        return [(p.returncode, out, err) for p, (out, err) in zip(nodes, streams, strict=True)]
+    except subprocess.TimeoutExpired:
+        for p in nodes:
+            os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("the two-node run hung")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_by_c10d_rendezvous_train_as_one_node_with_two_processes(single):
+    """Two torchrun agents (the two "nodes") meet at a c10d rendezvous on 127.0.0.1, one process each: the
+    same curve as the one-process reference (so as 2 processes on one node, which the DDP test checks); and
+    the run-directory check sees one shared filesystem."""
+    root, tokens, recipe, reference, ref_curve = single
+    port = free_port()
+    nodes = [torchrun_node(recipe, tokens, port, node, "run.name=nodes") for node in (0, 1)]
+    (rc0, out0, err0), (rc1, out1, err1) = run_nodes(nodes)
+    assert rc0 == 0 and rc1 == 0, err0 + err1
+    results = json.loads(out0 or out1)  # only global rank 0 prints (either node may host it)
+    assert results["processes"] == 2 and results["strategy"] == "ddp"
+    assert_same_curve(ref_curve, curve(root / "nodes"))
+    assert results["final_val_loss"] == pytest.approx(reference["final_val_loss"], rel=TOLERANCE)
+    launcher = json.loads((root / "nodes" / "environment.json").read_text())["launcher"]
+    assert launcher["WORLD_SIZE"] == "2" and launcher.get("GROUP_WORLD_SIZE", "2") == "2"
+
+
+@pytest.mark.slow
+def test_two_nodes_that_do_not_share_the_run_directory_are_refused(single, tmp_path):
+    """Rank 1 writes to another directory than rank 0 (as on a node without the shared filesystem): the
+    shared-filesystem check names the blind rank and both nodes stop before training."""
+    root, tokens, recipe, _, _ = single
+    port = free_port()
+    nodes = [
+        torchrun_node(recipe, tokens, port, 0, "run.name=apart"),
+        torchrun_node(recipe, tokens, port, 1, "run.name=apart", f"run.out_dir={tmp_path}"),
+    ]
+    outcomes = run_nodes(nodes)
+    assert all(rc != 0 for rc, _, _ in outcomes)
+    errors = "".join(err for _, _, err in outcomes)
+    assert "cannot see the run directory" in errors and "a filesystem all nodes share" in errors
+    assert not (root / "apart" / "checkpoints").exists()

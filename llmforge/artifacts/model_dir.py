@@ -142,6 +142,11 @@ def require_causal_lm_dir(
         raise UserError(f"{key}: {e}" if key else str(e)) from None
     require_causal_config(config, where, needs)
     if not has_weights(path):
+        if (path / "trainer_state" / "shards").is_dir():
+            raise UserError(
+                f"{where}: an FSDP checkpoint that holds shards only; write its weights with "
+                f"`llmforge export {path} --out DIR` and use DIR"
+            )
         raise UserError(f"{where}: no model weights (model.safetensors or pytorch_model.bin)")
     if tokenizer and not has_tokenizer(path):
         raise UserError(

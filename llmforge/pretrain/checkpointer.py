@@ -104,7 +104,9 @@ class Checkpointer:
             model.save_pretrained(tmp, safe_serialization=True)
         elif export:
             model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
-        else:  # shards only: the config and generation config still say what the model is
+        else:  # shards only: the config and generation config still say what the model is (and its class,
+            # which `save_pretrained` would have written: `llmforge export` builds the model from it)
+            model.config.architectures = [_model_class(model).__name__]
             model.config.save_pretrained(tmp)
             if getattr(model, "generation_config", None) is not None:
                 model.generation_config.save_pretrained(tmp)
@@ -200,3 +202,8 @@ class Checkpointer:
             optimizer.load_state_dict(saved)  # keyed by parameter index (checkpoints before session 4)
         else:
             set_optimizer_state_dict(module, optimizer, saved, options=full)
+
+
+def _model_class(model: Any) -> type:
+    """The transformers class of `model` (FSDP2 swaps in a subclass of its own)."""
+    return next(c for c in type(model).__mro__ if c.__module__.startswith("transformers."))

@@ -108,3 +108,25 @@ def _child_args(recipe: Path, set_: list[str], tokens: Path | None, resume: bool
     if tokens is not None:
         args += ["--tokens", str(tokens)]
     return args + (["--resume"] if resume else []) + (["--json"] if as_json else [])
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint dir (FSDP shards only, or with its weights)."),
+    out: Path = typer.Option(..., "--out", help="The Hugging Face model dir to write (must not exist)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Write a checkpoint's weights as a Hugging Face model dir (config, model.safetensors, tokenizer) that
+    eval, generate, finetune and serve load: FSDP checkpoints between export points hold shards only.
+
+    Example: llmforge export runs/tiny/checkpoints/step-000200 --out runs/tiny/hf-step-000200
+    """
+    from llmforge.pretrain.export import export_checkpoint
+
+    result = export_checkpoint(checkpoint, out)
+    if as_json:
+        emit_json(result)
+    else:
+        summary_table(
+            "export",
+            {"from": f"{checkpoint} ({result['from']})", "params": result["params"], "out": str(out)},
+        )

@@ -98,7 +98,8 @@ review: install
 bench: install
 	$(PY) -m benchmarks.run
 
-# every benchmark with fewer steps and rounds (< 5 min on 2 cores): results in benchmarks/results/quick/
+# every benchmark, those with a BENCH_QUICK mode with fewer steps and rounds (< 5 min on 2 cores), into
+# benchmarks/results/quick/ (never over the measurements)
 bench-quick: install
 	BENCH_QUICK=1 $(PY) -m benchmarks.run
 

@@ -218,6 +218,7 @@ def run() -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {
+        "quick": QUICK,
         "device": measured.device,
         "torch_threads": torch.get_num_threads(),
         "batch_tokens": BATCH_TOKENS,

@@ -45,8 +45,9 @@ class SlurmCluster:
     partition: str = "debug"
 
     def squeue(self) -> str:
+        """The ids of the jobs queued or running, one a line (no state or reason column: those change)."""
         return subprocess.run(
-            ["squeue", "--noheader"], env=self.env, capture_output=True, text=True, check=False
+            ["squeue", "--noheader", "--format=%i"], env=self.env, capture_output=True, text=True, check=False
         ).stdout
 
     def scontrol(self, *args: str) -> None:
@@ -59,6 +60,15 @@ class SlurmCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Slurm jobs still queued after {timeout_s:.0f} s:\n{self.squeue()}")
             time.sleep(1)
+
+
+def _memory_mb() -> int:
+    """Most of this machine's memory (slurmd drains a node that has less than RealMemory); datatrove asks
+    for 2 GB per CPU."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(int(line.split()[1]) / 1024 * 0.9)
+    return 4000
 
 
 def _conf(root: Path, host: str) -> str:
@@ -87,7 +97,7 @@ MpiDefault=none
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count() or 1} RealMemory=16000 State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count() or 1} RealMemory={_memory_mb()} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -138,8 +148,13 @@ def _wait_for_idle_node(cluster: SlurmCluster, timeout_s: float = 60) -> None:
 
 
 def stop(cluster: SlurmCluster) -> None:
-    """Cancel what is left, stop the three daemons (by their pid files) and remove the temp dir."""
+    """Cancel what is left (and wait for it to go), stop the three daemons (by their pid files) and remove
+    the temp dir."""
     subprocess.run(["scancel", "--user", "root"], env=cluster.env, capture_output=True, check=False)
+    try:
+        cluster.wait_idle(timeout_s=30)
+    except TimeoutError:
+        pass  # the daemons are stopped anyway; slurmd ends its job steps as it goes
     for name in ("slurmd", "slurmctld", "munged"):
         pid_file = cluster.root / f"{name}.pid"
         if not pid_file.is_file():

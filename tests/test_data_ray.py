@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -30,19 +32,45 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """`ray start --head` with 2 CPUs; its temp dir is short (Ray's socket paths must fit 107 bytes)."""
+    """`ray start --head --block` with 2 CPUs in a session of its own, stopped (with every process it
+    started) by signalling that session: other Ray instances on the machine are left alone. Its temp dir is
+    short (Ray's socket paths must fit 107 bytes)."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2"]
-    start += ["--include-dashboard", "false", "--temp-dir", temp, "--disable-usage-stats"]
-    r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
+    start = [RAY, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port)]
+    start += ["--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", temp, "--disable-usage-stats"]
+    log = Path(temp) / "head.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen(start, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        _wait_for_port(port, head, log)
         yield f"127.0.0.1:{port}", Path(temp)
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(head.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                head.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_port(port: int, head: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited {head.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no Ray head on port {port} after {timeout_s:.0f} s") from None
+            time.sleep(0.5)
 
 
 @pytest.mark.slow
@@ -78,3 +106,17 @@ def test_ray_keys_without_the_ray_executor_are_refused(tmp_path):
     r = build(recipe(tmp_path / "r.toml", tmp_path / "run", src, ray_address="127.0.0.1:6379"))
     assert r.returncode == 2
     assert 'data.ray_address: applies only with data.executor = "ray"' in r.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_ray_task_fails_the_build_naming_the_stage(tmp_path, ray_head):
+    """datatrove retries a failed Ray task and then only warns; the build must not assemble a dataset
+    without that task's shard."""
+    address, _ = ray_head
+    src = planted_corpus(tmp_path / "src")
+    with open(src / "1.jsonl", "a") as f:
+        f.write("{not json\n")  # data.on_bad_record = "fail" (the default): the task reading it raises
+    r = build(recipe(tmp_path / "r.toml", tmp_path / "run", src, executor="ray", ray_address=address))
+    assert r.returncode == 1, r.stderr
+    assert "Ray tasks failed" in r.stderr and "run the same command again" in r.stderr
+    assert not (tmp_path / "run" / "dataset").exists()

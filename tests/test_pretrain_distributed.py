@@ -147,6 +147,12 @@ def test_fsdp_shards_resume_on_one_process_as_the_two_process_run_continues(sing
     # shards and the gathered weights side by side) it writes exactly the gathered weights; the step-10
     # checkpoint, shards only, becomes a model dir the other stages load.
     step20 = root / "fsdp2" / "checkpoints" / "step-000020"
+    for argv, rc in ((["inspect", str(step10)], 0), (["generate", str(step10), "--prompt", "x"], 2)):
+        r = subprocess.run(
+            [sys.executable, "-m", "llmforge", *argv], cwd=REPO, env=ENV, capture_output=True, text=True
+        )
+        assert r.returncode == rc, r.stderr
+    assert "holds shards only; write its weights with `llmforge export" in r.stderr
     for step_path in (step20, step10):
         r = subprocess.run(
             [
@@ -285,49 +291,39 @@ def test_two_process_masked_lm_matches_one_process(tmp_path):
     assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=TOLERANCE)
 
 
-def torchrun_node(recipe: Path, tokens: Path, port: int, node: int, *sets: str) -> subprocess.Popen:
-    """One of two "nodes" of a c10d rendezvous on 127.0.0.1: torchrun --nnodes 2 --nproc_per_node 1."""
+def torchrun_node(
+    recipe: Path, tokens: Path, port: int, node: int, logs: Path, *sets: str
+) -> subprocess.Popen:
+    """One of two "nodes" of a c10d rendezvous on 127.0.0.1: torchrun --nnodes 2 --nproc_per_node 1. Its
+    output goes to files in `logs` (a full pipe would stall a node while the other waits in a collective)."""
     overrides = [arg for s in sets for arg in ("--set", s)]
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1"]
-    command += [
-        "--rdzv_backend",
-        "c10d",
-        "--rdzv_endpoint",
-        f"127.0.0.1:{port}",
-        "--rdzv_id",
-        "llmforge-test",
-    ]
+    command += ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "test"]
     command += ["--rdzv_conf", f"is_host={'true' if node == 0 else 'false'}", "--local_addr", "127.0.0.1"]
-    command += [
-        "-m",
-        "llmforge",
-        "--quiet",
-        "pretrain",
-        str(recipe),
-        "--tokens",
-        str(tokens),
-        "--json",
-        *overrides,
-    ]
+    command += ["-m", "llmforge", "--quiet", "pretrain", str(recipe), "--tokens", str(tokens), "--json"]
+    logs.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        command,
+        command + overrides,
         cwd=REPO,
         env={**ENV, "GLOO_SOCKET_IFNAME": "lo"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=open(logs / f"node{node}.out", "w"),  # noqa: SIM115 - the child holds it; closed with the run
+        stderr=open(logs / f"node{node}.err", "w"),  # noqa: SIM115
         start_new_session=True,
     )
 
 
-def run_nodes(nodes: list[subprocess.Popen], timeout: float = 600) -> list[tuple[int, str, str]]:
+def run_nodes(nodes: list[subprocess.Popen], logs: Path, timeout: float = 600) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of each node, once both have ended."""
     try:
-        streams = [p.communicate(timeout=timeout) for p in nodes]
-        return [(p.returncode, out, err) for p, (out, err) in zip(nodes, streams, strict=True)]
+        codes = [p.wait(timeout=timeout) for p in nodes]
     except subprocess.TimeoutExpired:
         for p in nodes:
             os.killpg(p.pid, signal.SIGKILL)
         pytest.fail("the two-node run hung")
+    return [
+        (code, (logs / f"node{n}.out").read_text(), (logs / f"node{n}.err").read_text())
+        for n, code in enumerate(codes)
+    ]
 
 
 def free_port() -> int:
@@ -345,15 +341,16 @@ def test_two_nodes_by_c10d_rendezvous_train_as_one_node_with_two_processes(singl
     the run-directory check sees one shared filesystem."""
     root, tokens, recipe, reference, ref_curve = single
     port = free_port()
-    nodes = [torchrun_node(recipe, tokens, port, node, "run.name=nodes") for node in (0, 1)]
-    (rc0, out0, err0), (rc1, out1, err1) = run_nodes(nodes)
+    logs = root / "nodes-logs"
+    nodes = [torchrun_node(recipe, tokens, port, node, logs, "run.name=nodes") for node in (0, 1)]
+    (rc0, out0, err0), (rc1, out1, err1) = run_nodes(nodes, logs)
     assert rc0 == 0 and rc1 == 0, err0 + err1
     results = json.loads(out0 or out1)  # only global rank 0 prints (either node may host it)
     assert results["processes"] == 2 and results["strategy"] == "ddp"
     assert_same_curve(ref_curve, curve(root / "nodes"))
     assert results["final_val_loss"] == pytest.approx(reference["final_val_loss"], rel=TOLERANCE)
     launcher = json.loads((root / "nodes" / "environment.json").read_text())["launcher"]
-    assert launcher["WORLD_SIZE"] == "2" and launcher.get("GROUP_WORLD_SIZE", "2") == "2"
+    assert launcher["WORLD_SIZE"] == "2" and launcher["LOCAL_WORLD_SIZE"] == "1"  # 2 nodes × 1 process
 
 
 @pytest.mark.slow
@@ -362,12 +359,42 @@ def test_two_nodes_that_do_not_share_the_run_directory_are_refused(single, tmp_p
     shared-filesystem check names the blind rank and both nodes stop before training."""
     root, tokens, recipe, _, _ = single
     port = free_port()
+    logs = tmp_path / "logs"
     nodes = [
-        torchrun_node(recipe, tokens, port, 0, "run.name=apart"),
-        torchrun_node(recipe, tokens, port, 1, "run.name=apart", f"run.out_dir={tmp_path}"),
+        torchrun_node(recipe, tokens, port, 0, logs, "run.name=apart"),
+        torchrun_node(recipe, tokens, port, 1, logs, "run.name=apart", f"run.out_dir={tmp_path}"),
     ]
-    outcomes = run_nodes(nodes)
+    outcomes = run_nodes(nodes, logs)
     assert all(rc != 0 for rc, _, _ in outcomes)
     errors = "".join(err for _, _, err in outcomes)
     assert "cannot see the run directory" in errors and "a filesystem all nodes share" in errors
-    assert not (root / "apart" / "checkpoints").exists()
+    assert not (root / "apart" / "checkpoints").exists() and not (tmp_path / "apart" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_export_of_t5_shards_keeps_its_untied_head(tmp_path):
+    """T5 v1.1's output head is its own matrix: the export builds the model through its family (as pretraining
+    did), so the head's shard is not loaded into the tied embedding and lost."""
+    tokens = objective_tokens(tmp_path / "tokens")
+    t5 = {"arch": "t5", "n_layers": 1, "d_model": 32, "n_heads": 2, "ffn_dim": 64, "max_seq_len": 32}
+    train = {"max_steps": 4, "checkpoint_every": 2, "eval_every": 4, "distributed": {"strategy": "fsdp"}}
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path, name="t5", model=t5, train=train)
+    r = launch(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"], recipe, tokens)
+    assert r.returncode == 0, r.stderr
+    step4 = tmp_path / "t5" / "checkpoints" / "step-000004"
+    assert (step4 / "trainer_state" / "shards" / ".metadata").is_file() and (
+        step4 / "model.safetensors"
+    ).is_file()
+    out = tmp_path / "hf"
+    e = subprocess.run(
+        [sys.executable, "-m", "llmforge", "export", str(step4), "--out", str(out), "--json"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert e.returncode == 0, e.stderr
+    from safetensors.torch import load_file
+
+    exported, gathered = load_file(out / "model.safetensors"), load_file(step4 / "model.safetensors")
+    assert "lm_head.weight" in exported and not exported["lm_head.weight"].equal(exported["shared.weight"])
+    for name in gathered.keys() & exported.keys():
+        assert exported[name].equal(gathered[name]), name
+    assert {"lm_head.weight", "shared.weight"} <= gathered.keys() & exported.keys()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from llmforge.artifacts.model_dir import SHARDS_METADATA
 from llmforge.console import UserError
 
 
@@ -34,6 +35,8 @@ def _check_checkpoint(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise UserError("checkpoint has no config.json")
     weights = sorted(path.glob("*.safetensors"))
+    if not weights and (path / SHARDS_METADATA).is_file():
+        return  # FSDP shards only: the manifest's file sizes (checked for every kind) cover the shard files
     if not weights:
         raise UserError("checkpoint has no *.safetensors weights")
     for f in weights:
@@ -93,6 +96,7 @@ _CHECKS = {
 _LAYOUTS = (
     ("checkpoint", ("config.json", "*.safetensors")),
     ("checkpoint", ("adapter_config.json",)),  # a LoRA adapter (peft)
+    ("checkpoint", ("config.json", SHARDS_METADATA)),  # FSDP shards only (`llmforge export` writes weights)
     ("tokens", ("index.json", "train")),
     ("dataset", ("data",)),
     ("classifier", ("model.bin",)),

@@ -85,6 +85,19 @@ def context_length(config: dict[str, Any]) -> int | None:
     return None
 
 
+# The DCP index of an FSDP checkpoint's shards (pretrain/checkpoint.py: STATE_DIR/SHARDS_DIR/.metadata).
+SHARDS_METADATA = "trainer_state/shards/.metadata"
+
+
+def require_weights_not_shards(path: Path, where: str | None = None) -> None:
+    """UserError for a checkpoint that holds FSDP shards only, telling how to write its weights."""
+    if (path / SHARDS_METADATA).is_file() and not has_weights(path):
+        raise UserError(
+            f"{where or path}: an FSDP checkpoint that holds shards only; write its weights with "
+            f"`llmforge export {path} --out DIR` and use DIR"
+        )
+
+
 def has_weights(path: Path) -> bool:
     return any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
 
@@ -142,11 +155,7 @@ def require_causal_lm_dir(
         raise UserError(f"{key}: {e}" if key else str(e)) from None
     require_causal_config(config, where, needs)
     if not has_weights(path):
-        if (path / "trainer_state" / "shards").is_dir():
-            raise UserError(
-                f"{where}: an FSDP checkpoint that holds shards only; write its weights with "
-                f"`llmforge export {path} --out DIR` and use DIR"
-            )
+        require_weights_not_shards(path, where)
         raise UserError(f"{where}: no model weights (model.safetensors or pytorch_model.bin)")
     if tokenizer and not has_tokenizer(path):
         raise UserError(

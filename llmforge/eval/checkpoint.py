@@ -10,7 +10,7 @@ from typing import Any
 
 from llmforge.artifacts import MANIFEST, require
 from llmforge.artifacts import model_dir as hf_dir
-from llmforge.artifacts.model_dir import check_weights, model_config
+from llmforge.artifacts.model_dir import check_weights, model_config, require_weights_not_shards
 from llmforge.artifacts.model_dir import safetensors_files as weight_files
 from llmforge.console import UserError
 from llmforge.generation.loading import pick_device
@@ -28,6 +28,7 @@ def resolve(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such model directory")
+    require_weights_not_shards(path)
     if (path / MANIFEST).is_file():
         require(path, "checkpoint")
     elif not (path / "config.json").is_file():

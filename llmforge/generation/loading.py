@@ -15,6 +15,7 @@ from llmforge.artifacts.model_dir import (
     TOKENIZER_FILES,
     has_tokenizer,
     require_causal_lm_dir,
+    require_weights_not_shards,
 )
 from llmforge.console import UserError
 
@@ -58,6 +59,7 @@ def load_for_generation(path: str | Path, device: str = "auto") -> Loaded:
 def check_model_dir(path: Path, what: str | None = None) -> bool:
     """Exit 2 unless `path` is a generation-capable model dir; True when it is a LoRA adapter."""
     what = what or str(path)
+    require_weights_not_shards(path, what)
     if (path / MANIFEST).is_file():
         require(path, "checkpoint")
     if (path / ADAPTER_CONFIG).is_file():

@@ -61,14 +61,19 @@ def _check(checkpoint: Path, out: Path) -> Path | None:
 
 
 def _model_from_config(checkpoint: Path) -> Any:
+    """A fresh model of the checkpoint's shape, built by its family as pretraining built it (T5's untied head)."""
+    from llmforge.archs import family_of_model_type
+    from llmforge.artifacts.model_dir import model_config
+
+    config = model_config(checkpoint)  # UserError for a config.json that is not JSON
+    family = family_of_model_type(config.get("model_type"))
     import transformers
 
-    config = transformers.AutoConfig.from_pretrained(checkpoint)
-    names = getattr(config, "architectures", None) or []
-    cls = getattr(transformers, names[0], None) if names else None
-    if cls is None:
-        raise UserError(f"{checkpoint}/config.json: names no transformers architecture ({names or 'none'})")
-    return cls(config)
+    try:
+        hf_config = transformers.AutoConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"{checkpoint}/config.json: not a config transformers reads ({e})") from None
+    return family.build(hf_config)
 
 
 def _load_shards(model: Any, shards: Path) -> None:

@@ -131,7 +131,8 @@ def test_memory_json(cli):
         "--json",
     )
     assert round(out["model_states_bytes"] / 1e9, 1) == 16.6
-    assert out["total_bytes"] == out["model_states_bytes"] + out["activation_bytes"]
+    assert out["total_bytes"] == out["model_states_bytes"] + out["activation_bytes"] + out["logits_bytes"]
+    assert out["logits_bytes"] == 3 * 4 * 2048 * 1 * out["shape"]["vocab"]  # the proposed shape's vocabulary
     assert out["fits"] is True and out["shape"]["source"] == "proposed for --params"
     without = _json(
         cli, "memory", "--params", "7.5e9", "--gpus", "64", "--zero", "2", "--gpu", "a100-40gb", "--json"

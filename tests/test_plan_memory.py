@@ -45,3 +45,20 @@ def test_total_and_fits():
     assert plan.fits is True
     assert plan_memory(7e9, gpu_memory_bytes=80e9).fits is False  # 112 GB of model states
     assert plan_memory(1e9).to_dict()["rule_of_thumb_bytes"] == 24e9
+
+
+def test_recomputation_holds_one_layer_again_and_the_logits_are_counted_with_the_vocabulary():
+    """Measured on CPU (benchmarks/bench_memory.py): without these terms an 8-layer recomputing run was
+    under-counted by 65% and a 4-layer one with an 8k vocabulary by 57%."""
+    from llmforge.plan.memory import activation_bytes, logits_bytes
+
+    shape = {"seq": 512, "micro_batch": 8, "hidden": 512, "heads": 8}
+    whole = activation_bytes_per_layer(**shape)
+    assert activation_bytes(8, **shape) == 8 * whole
+    full = activation_bytes(8, **shape, checkpointing="full")
+    assert full == 8 * activation_bytes_per_layer(**shape, checkpointing="full") + whole - 2 * 512 * 8 * 512
+    assert logits_bytes(seq=512, micro_batch=8, vocab=8192) == 3 * 4 * 512 * 8 * 8192
+    with_vocab = plan_memory(3e7, layers=8, hidden=512, heads=8, seq=512, micro_batch=8, vocab=8192)
+    without = plan_memory(3e7, layers=8, hidden=512, heads=8, seq=512, micro_batch=8)
+    assert without.logits_bytes is None
+    assert with_vocab.total_bytes - without.total_bytes == logits_bytes(seq=512, micro_batch=8, vocab=8192)

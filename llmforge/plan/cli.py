@@ -200,16 +200,20 @@ def memory(
     checkpointing: str = typer.Option(
         "none", "--checkpointing", help="Activation recomputation: none | selective | full."
     ),
+    vocab: int | None = typer.Option(
+        None, "--vocab", help="Vocabulary size, for the fp32 logits (default: the proposed shape's)."
+    ),
     gpu: str | None = typer.Option(None, "--gpu", help="Check the total against this GPU's memory."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Training memory per GPU: weights, gradients, optimizer states (ZeRO 0–3) and activations.
+    """Training memory per GPU: weights, gradients, optimizer states (ZeRO 0–3), activations and logits.
 
-    Without --layers/--hidden/--heads the activations are those of a shape proposed for --params.
+    Without --layers/--hidden/--heads the activations are those of a shape proposed for --params (and the
+    logits of its vocabulary unless --vocab is given); with them, the logits are counted when --vocab is.
 
     Examples:
       llmforge plan memory --params 7.5e9 --gpus 64 --zero 3
-      llmforge plan memory --params 7B --layers 32 --hidden 4096 --heads 32 --seq 4096 --checkpointing selective --gpu a100-80gb
+      llmforge plan memory --params 7B --layers 32 --hidden 4096 --heads 32 --seq 4096 --vocab 32000 --checkpointing selective --gpu a100-80gb
     """
     from llmforge.plan.hardware import gpu as lookup_gpu
     from llmforge.plan.memory import CHECKPOINTING, OPTIMIZERS, PRECISIONS, ZERO_STAGES, plan_memory
@@ -220,14 +224,20 @@ def memory(
     choice("--optimizer", optimizer, OPTIMIZERS)
     choice("--checkpointing", checkpointing, CHECKPOINTING)
     choice("--zero", zero, ZERO_STAGES)
-    for option, value in (("--gpus", gpus), ("--seq", seq), ("--micro-batch", micro_batch)):
-        if value < 1:
+    for option, value in (
+        ("--gpus", gpus),
+        ("--seq", seq),
+        ("--micro-batch", micro_batch),
+        ("--vocab", vocab),
+    ):
+        if value is not None and value < 1:
             raise UserError(f"{option} {value}: expected a positive integer")
     shape_source = "given"
     given = {"--layers": layers, "--hidden": hidden, "--heads": heads}
     if all(v is None for v in given.values()):
         proposed = propose_shapes(n, seq_len=seq, count=1)[0]
         layers, hidden, heads = proposed.n_layers, proposed.d_model, proposed.n_heads
+        vocab = vocab or proposed.vocab_size
         shape_source = "proposed for --params"
     else:
         _given_shape(given)
@@ -246,6 +256,7 @@ def memory(
         micro_batch=micro_batch,
         checkpointing=checkpointing,
         gpu_memory_bytes=lookup_gpu(gpu).memory_bytes if gpu else None,
+        vocab=vocab,
     ).to_dict()
     result["shape"] = {
         "layers": layers,
@@ -253,6 +264,7 @@ def memory(
         "heads": heads,
         "seq": seq,
         "micro_batch": micro_batch,
+        "vocab": vocab,
         "source": shape_source,
     }
     result["gpu"] = gpu

@@ -10,8 +10,15 @@
 - Activations per transformer layer in 16-bit with tensor parallelism t and sequence parallelism
   (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", Eq. 2 and §5):
   s·b·h·(34 + 5·a·s/h)/t bytes without recomputation, s·b·h·34/t with selective recomputation (the attention
-  core is recomputed), 2·s·b·h/t with full recomputation (only each layer's input is kept). Layers only; the
-  embedding and output-layer terms are left out.
+  core is recomputed), 2·s·b·h/t with full recomputation (only each layer's input is kept). With
+  recomputation, the layer being recomputed in the backward holds its activations again: one layer's
+  unrecomputed activations are added on top (measured: without that term the planner under-counted a
+  recomputing 8-layer run by 65%, `benchmarks/bench_memory.py`).
+- The output layer: the logits s·b·V are kept in fp32 for the cross entropy (Korthikanti et al. §4.3: 4·s·b·V
+  bytes); at the start of the backward its log-softmax and their gradient sit beside them, three such copies
+  (as the finetune stage's planner counts them). Counted when the vocabulary is known.
+Not counted: the framework itself, allocator slack and the buffers of evaluation and checkpoint saving (on
+the 2-core CPU machine a few hundred MB for the smallest model of the benchmark, see its results).
 """
 
 from __future__ import annotations
@@ -85,6 +92,31 @@ def activation_bytes_per_layer(
     return sbh * per_element / tensor_parallel * bytes_per_activation / 2
 
 
+def activation_bytes(
+    layers: int,
+    *,
+    seq: int,
+    micro_batch: int,
+    hidden: int,
+    heads: int,
+    checkpointing: str = "none",
+    tensor_parallel: int = 1,
+    bytes_per_activation: int = 2,
+) -> float:
+    """All layers' kept activations, plus, under recomputation, what the one layer recomputed at a time holds
+    again during its backward."""
+    shape = {"seq": seq, "micro_batch": micro_batch, "hidden": hidden, "heads": heads}
+    sizes = {"tensor_parallel": tensor_parallel, "bytes_per_activation": bytes_per_activation}
+    kept = activation_bytes_per_layer(**shape, checkpointing=checkpointing, **sizes)
+    whole = activation_bytes_per_layer(**shape, checkpointing="none", **sizes)
+    return layers * kept + (whole - kept)
+
+
+def logits_bytes(*, seq: int, micro_batch: int, vocab: int, tensor_parallel: int = 1) -> float:
+    """Korthikanti et al. §4.3's 4·s·b·V fp32 logits, three copies at the start of the backward."""
+    return 3 * 4 * seq * micro_batch * vocab / tensor_parallel
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     params: float
@@ -97,10 +129,11 @@ class MemoryPlan:
     states: dict[str, float]
     activation_bytes: float
     gpu_memory_bytes: float | None
+    logits_bytes: float | None = None  # None: the vocabulary was not given
 
     @property
     def total_bytes(self) -> float:
-        return self.states["model_states"] + self.activation_bytes
+        return self.states["model_states"] + self.activation_bytes + (self.logits_bytes or 0.0)
 
     @property
     def fits(self) -> bool | None:
@@ -125,6 +158,7 @@ class MemoryPlan:
             "optimizer_bytes": self.states["optimizer"],
             "model_states_bytes": self.states["model_states"],
             "activation_bytes": self.activation_bytes,
+            "logits_bytes": self.logits_bytes,
             "total_bytes": self.total_bytes,
             "rule_of_thumb_bytes": RULE_OF_THUMB_BYTES_PER_PARAM * self.params,
             "gpu_memory_bytes": self.gpu_memory_bytes,
@@ -146,13 +180,16 @@ def plan_memory(
     micro_batch: int = 1,
     checkpointing: str = "none",
     gpu_memory_bytes: float | None = None,
+    vocab: int | None = None,
 ) -> MemoryPlan:
-    """Bytes per GPU; activations are counted when the shape (layers, hidden, heads) is known."""
+    """Bytes per GPU; activations are counted when the shape (layers, hidden, heads) is known, the logits when
+    the vocabulary is."""
     per_param = bytes_per_param(precision, optimizer)
     states = model_state_bytes(params, per_param, gpus=gpus, zero=zero)
     activations = 0.0
     if layers and hidden and heads:
-        per_layer = activation_bytes_per_layer(
+        activations = activation_bytes(
+            layers,
             seq=seq,
             micro_batch=micro_batch,
             hidden=hidden,
@@ -160,7 +197,7 @@ def plan_memory(
             checkpointing=checkpointing,
             bytes_per_activation=4 if precision == "fp32" else 2,
         )
-        activations = layers * per_layer
+    logits = logits_bytes(seq=seq, micro_batch=micro_batch, vocab=vocab) if vocab else None
     return MemoryPlan(
         params,
         gpus,
@@ -172,4 +209,5 @@ def plan_memory(
         states,
         activations,
         gpu_memory_bytes,
+        logits,
     )

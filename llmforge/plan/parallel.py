@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from llmforge.console import UserError
 from llmforge.plan.hardware import Gpu
-from llmforge.plan.memory import activation_bytes_per_layer, bytes_per_param, model_state_bytes
+from llmforge.plan.memory import activation_bytes, bytes_per_param, logits_bytes, model_state_bytes
 from llmforge.plan.shapes import Shape
 
 HEADROOM = 0.9
@@ -91,7 +91,8 @@ def bytes_per_gpu(
         params / model_parallel, bytes_per_param(precision, "adamw"), gpus=gpus // model_parallel, zero=s.zero
     )["model_states"]
     # With 1F1B the first pipeline stage keeps p micro-batches of its L/p layers in flight: L layers' worth.
-    activations = shape.n_layers * activation_bytes_per_layer(
+    activations = activation_bytes(
+        shape.n_layers,
         seq=shape.seq_len,
         micro_batch=micro_batch,
         hidden=shape.d_model,
@@ -100,7 +101,10 @@ def bytes_per_gpu(
         tensor_parallel=s.tensor,
         bytes_per_activation=4 if precision == "fp32" else 2,
     )
-    return states + activations
+    logits = logits_bytes(
+        seq=shape.seq_len, micro_batch=micro_batch, vocab=shape.vocab_size, tensor_parallel=s.tensor
+    )
+    return states + activations + logits
 
 
 def candidates(shape: Shape, gpus: int, gpus_per_node: int) -> list[Strategy]:

@@ -84,6 +84,9 @@ def print_memory(m: dict) -> None:
         "activations": f"{human_bytes(m['activation_bytes'])}  ({shape['layers']}×{shape['hidden']}, {shape['heads']} "
         f"heads, seq {shape['seq']}, micro-batch {shape['micro_batch']}, recompute {m['checkpointing']}; "
         f"shape {shape['source']})",
+        "logits (fp32, ×3)": human_bytes(m["logits_bytes"])
+        if m["logits_bytes"] is not None
+        else "not counted (give --vocab)",
         "total per GPU": human_bytes(m["total_bytes"]),
         "rule of thumb (24 B/param, 1 GPU)": human_bytes(m["rule_of_thumb_bytes"]),
     }

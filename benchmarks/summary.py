@@ -52,6 +52,13 @@ def _pretrain(r: dict) -> Iterator[Row]:
         )
 
 
+def _litgpt(r: dict) -> Iterator[Row]:
+    t = r["tokens_per_s"]
+    peer = "litgpt 0.5.13 pretrain (torch.compile)"
+    yield _row("pretrain clm, compiled (llama 4 × 128)", peer, "tokens/s", t["ours_compiled"], t["litgpt"])
+    yield _row("pretrain clm, eager (llama 4 × 128)", peer, "tokens/s", t["ours_eager"], t["litgpt"])
+
+
 def _finetune(r: dict) -> Iterator[Row]:
     o = r["ours_vs_bare_trl"]
     same = o["same_tokens"] and o["max_loss_diff"] == 0.0
@@ -91,6 +98,7 @@ EXTRACTORS: dict[str, Callable[[dict], Iterator[Row]]] = {
     "data": _data,
     "tokenize": _tokenize,
     "pretrain": _pretrain,
+    "litgpt": _litgpt,
     "finetune": _finetune,
     "rlhf": _rlhf,
     "eval": _eval,
@@ -112,6 +120,7 @@ def summarize(results: Path) -> list[Row]:
             print(f"   summary: {path.name} lacks {e} (an older format?): left out", file=sys.stderr)
             continue
         for row in found:
+            row["benchmark"] = name
             row["quick"] = bool(result.get("quick"))
             row["platform"] = result.get("machine", {}).get("platform")
         rows += found

@@ -127,7 +127,14 @@ def litgpt_python() -> tuple[Path | None, str]:
         try:
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True)
             subprocess.run(
-                [str(VENV / "bin" / "pip"), "install", "-q", f"torch=={version}", "litgpt==0.5.13", "requests"],
+                [
+                    str(VENV / "bin" / "pip"),
+                    "install",
+                    "-q",
+                    f"torch=={version}",
+                    "litgpt==0.5.13",
+                    "requests",
+                ],
                 check=True,
                 capture_output=True,
                 text=True,

@@ -6,8 +6,8 @@ litgpt 0.5.13 cannot be installed beside llmforge (it pins huggingface-hub<1.4, 
 so it runs from a venv of its own (`~/.cache/llmforge/litgpt-venv`, made on first use with this venv's torch
 version; set LITGPT_PYTHON to use another). Its side is `litgpt.pretrain.setup` with a `litgpt.Config` of our
 shape (4 × 128 llama, SwiGLU 384, RMSNorm, RoPE, tied embeddings, vocab 4096, seq 256), a DataModule over the
-same `tokens` artifact (windows of seq+1 tokens, as litgpt reads them), AdamW with our betas, weight decay,
-clipping and cosine schedule with warmup, 32-bit. litgpt always wraps the model in `torch.compile`; ours runs
+same `tokens` artifact (windows of seq+1 tokens, as litgpt reads them), AdamW with our betas, weight decay
+(litgpt's on every parameter, ours on the matrices only), clipping and cosine schedule with warmup, 32-bit. litgpt always wraps the model in `torch.compile`; ours runs
 compiled too (`train.compile = true`) and eager. Speed: the median optimizer-step time after the first 3 steps
 (compilation and warm-up left out), from per-step timestamps on both sides. Interleaved rounds, medians.
 `BENCH_QUICK=1`: one round of 8 steps.

@@ -368,9 +368,8 @@ def _wait_for_slurm(stages: list[Stage], job_ids: list[str], poll_s: float) -> N
     with progress() as bar:
         task = bar.add_task("slurm: stages done", total=len(stages), rate="")
         while True:
-            pending = slurm_jobs_pending(
-                job_ids
-            )  # asked first: a task's marker is written before its job ends
+            # asked before reading the markers: a task's marker is written before its job ends
+            pending = slurm_jobs_pending(job_ids)
             done = sum(stage_done(s) for s in stages)
             bar.update(task, completed=done)
             if done == len(stages):
